@@ -1,0 +1,163 @@
+"""Speed ratios of tinyir against the libraries it stands in for, printed as one JSON object.
+
+Timings on a shared 2-core machine are noisy, so every figure is a ratio of two measurements taken
+side by side in this one run (alternating, best of several repeats), never an absolute time:
+
+- encode: all-MiniLM-L6-v2 texts/second, tinyir ``BiEncoder`` / sentence-transformers
+  (same texts, batch size, max length and thread count). Goal >= 1.0.
+- search: queries/second, ``tinyir.search.exact_search`` / FAISS ``IndexFlatIP``. Goal >= 0.8.
+- bm25: index + query time, bm25s / ``tinyir.bm25`` (same tokens). Reported, no goal.
+
+Usage: python benchmarks/run_all.py [--docs 512] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls (the least disturbed one)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def alternate(fn_a, fn_b, repeats: int) -> tuple[float, float]:
+    """Time two functions interleaved, so a burst of background load hits both alike."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(best_time(fn_a, 1))
+        b.append(best_time(fn_b, 1))
+    return min(a), min(b)
+
+
+def course_texts(n: int) -> tuple[list[str], list[str]]:
+    from tinyir.data import PYDOCS_DIR, load_beir
+
+    ds = load_beir(PYDOCS_DIR, split="test")
+    docs = ds.doc_texts()[:n]
+    queries = list(ds.queries.values())[:n]
+    return docs, queries
+
+
+def bench_encode(texts: list[str], batch_size: int, repeats: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    from tinyir.biencoder import BiEncoder
+    from tinyir.pretrained import minilm_path
+
+    ours = BiEncoder.minilm(device=torch.device("cpu"))
+    theirs = SentenceTransformer(str(minilm_path()), device="cpu")
+    theirs.max_seq_length = 256
+
+    def run_ours():
+        ours.encode(texts, batch_size=batch_size, max_length=256, show_progress=False)
+
+    def run_theirs():
+        theirs.encode(texts, batch_size=batch_size, show_progress_bar=False,
+                      convert_to_tensor=True)
+
+    run_ours(), run_theirs()  # warm up both
+    t_ours, t_theirs = alternate(run_ours, run_theirs, repeats)
+    return {
+        "texts": len(texts), "batch_size": batch_size,
+        "tinyir_texts_per_s": round(len(texts) / t_ours, 1),
+        "sentence_transformers_texts_per_s": round(len(texts) / t_theirs, 1),
+        "ratio": round(t_theirs / t_ours, 3), "goal": 1.0,
+    }
+
+
+def bench_search(n_docs: int, n_queries: int, dim: int, k: int, repeats: int) -> dict:
+    import faiss
+
+    from tinyir.search import exact_search
+
+    gen = torch.Generator().manual_seed(0)
+    docs = torch.nn.functional.normalize(torch.randn(n_docs, dim, generator=gen), dim=-1)
+    queries = torch.nn.functional.normalize(torch.randn(n_queries, dim, generator=gen), dim=-1)
+    index = faiss.IndexFlatIP(dim)
+    index.add(docs.numpy())
+    q_np = queries.numpy()
+
+    def run_ours():
+        exact_search(queries, docs, k=k)
+
+    def run_faiss():
+        index.search(q_np, k)
+
+    run_ours(), run_faiss()
+    t_ours, t_faiss = alternate(run_ours, run_faiss, repeats)
+    _, ids_ours = exact_search(queries, docs, k=k)
+    _, ids_faiss = index.search(q_np, k)
+    return {
+        "docs": n_docs, "queries": n_queries, "dim": dim, "k": k,
+        "tinyir_queries_per_s": round(n_queries / t_ours, 1),
+        "faiss_queries_per_s": round(n_queries / t_faiss, 1),
+        "ratio": round(t_faiss / t_ours, 3), "goal": 0.8,
+        "same_ids": bool(np.array_equal(ids_ours.numpy(), ids_faiss)),
+    }
+
+
+def bench_bm25(docs: list[str], queries: list[str], k: int, repeats: int) -> dict:
+    import bm25s
+
+    from tinyir.bm25 import BM25, tokenize
+
+    doc_tokens = [tokenize(t) for t in docs]
+    query_tokens = [tokenize(t) for t in queries]
+
+    def run_ours():
+        model = BM25()
+        model.index(doc_tokens, progress=False)
+        model.search(query_tokens, k=k)
+
+    def run_bm25s():
+        model = bm25s.BM25(method="lucene")
+        model.index(doc_tokens, show_progress=False)
+        model.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
+
+    run_ours(), run_bm25s()
+    t_ours, t_theirs = alternate(run_ours, run_bm25s, repeats)
+    return {
+        "docs": len(docs), "queries": len(queries), "k": k,
+        "tinyir_seconds": round(t_ours, 4), "bm25s_seconds": round(t_theirs, 4),
+        "ratio": round(t_theirs / t_ours, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=512, help="texts to encode")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["encode", "search", "bm25"], default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    results: dict = {"threads": args.threads, "torch": torch.__version__}
+    if args.only in (None, "search"):
+        results["search"] = bench_search(100_000, 1_000, 384, 10, args.repeats)
+    if args.only in (None, "bm25", "encode"):
+        docs, queries = course_texts(max(args.docs, 5000))
+    if args.only in (None, "bm25"):
+        results["bm25"] = bench_bm25(docs, queries[:1000], 10, args.repeats)
+    if args.only in (None, "encode"):
+        results["encode"] = bench_encode(docs[: args.docs], args.batch_size, args.repeats)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

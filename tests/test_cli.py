@@ -1,0 +1,83 @@
+"""The `tinyir` command: eval prints one JSON object as its last stdout line; bad input exits 2
+with a message naming the argument."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinyir.cli import main
+from tinyir.data import write_beir
+
+CORPUS = {
+    "numpy.cumsum": {"title": "numpy.cumsum", "text": "cumsum(a, axis=None) Running total of elements."},
+    "numpy.cumprod": {"title": "numpy.cumprod", "text": "cumprod(a, axis=None) Running product."},
+    "json.dumps": {"title": "json.dumps", "text": "dumps(obj) Serialize obj to a JSON string."},
+    "os.path.join": {"title": "os.path.join", "text": "join(a, *p) Join path components."},
+    "math.sqrt": {"title": "math.sqrt", "text": "sqrt(x) Square root of x."},
+}
+QUERIES = {
+    "q1": "Return the cumulative sum of the elements along a given axis.",
+    "q2": "Serialize an object to a JSON formatted string.",
+    "q3": "Join two or more pathname components.",
+}
+QRELS = {
+    "test": {"q1": {"numpy.cumsum": 1}, "q2": {"json.dumps": 1}, "q3": {"os.path.join": 1}},
+    "train": {"q1": {"numpy.cumsum": 1}},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny") / "tiny"
+    write_beir(folder, CORPUS, QUERIES, QRELS)
+    return folder
+
+
+def _last_json(capsys) -> dict:
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+@pytest.mark.parametrize("model", ["bm25", "minilm"])
+def test_eval_prints_json_last_line(tiny_beir, capsys, model):
+    code = main(["eval", "--beir", str(tiny_beir), "--model", model, "--quiet", "--k", "10"])
+    assert code == 0
+    result = _last_json(capsys)
+    for key in ("ndcg@10", "recall@100", "mrr@10", "queries", "docs", "seconds"):
+        assert key in result, key
+    assert result["queries"] == 3 and result["docs"] == 5
+    # On this toy set both retrievers put the one relevant document within the top 5 docs.
+    assert result["recall@100"] == 1.0
+    assert 0.0 < result["ndcg@10"] <= 1.0
+
+
+def test_minilm_ranks_the_paraphrase_first(tiny_beir, capsys):
+    main(["eval", "--beir", str(tiny_beir), "--model", "minilm", "--quiet"])
+    assert _last_json(capsys)["mrr@10"] == 1.0
+
+
+def test_unknown_model_is_an_argument_error(tiny_beir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--beir", str(tiny_beir), "--model", "bert-large"])
+    assert exc.value.code == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_missing_folder_names_the_file(tmp_path, capsys):
+    code = main(["eval", "--beir", str(tmp_path / "nope"), "--model", "bm25", "--quiet"])
+    assert code == 2
+    assert "corpus.jsonl" in capsys.readouterr().err
+
+
+def test_bad_k_is_rejected(tiny_beir, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--beir", str(tiny_beir), "--model", "bm25", "--k", "0"])
+    assert "--k" in capsys.readouterr().err
+
+
+def test_unknown_split_names_it(tiny_beir, capsys):
+    code = main(["eval", "--beir", str(tiny_beir), "--model", "bm25", "--split", "dev", "--quiet"])
+    assert code == 2
+    assert "dev" in capsys.readouterr().err

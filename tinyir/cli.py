@@ -1,0 +1,109 @@
+"""The ``tinyir`` command line.
+
+    tinyir data build [--force] [--out DIR]     build or validate the pydocs dataset
+    tinyir eval --beir DIR --model bm25|minilm|PATH [--split test] [--max-length 256]
+                [--batch-size 64] [--k 1000] [--device cpu|cuda]
+
+Results go to stdout, the last line being one JSON object; progress bars and messages go to
+stderr, so ``tinyir eval ... | tail -1 | python -m json.tool`` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from tinyir.data import PYDOCS_DIR, build_pydocs
+
+    manifest = build_pydocs(args.out or PYDOCS_DIR, force=args.force, progress=not args.quiet)
+    print(json.dumps({"name": manifest["name"], "counts": manifest["counts"]}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tinyir.evaluate import evaluate_beir
+
+    result = evaluate_beir(
+        args.beir,
+        model=args.model,
+        split=args.split,
+        k=args.k,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        device=_device(args.device),
+        progress=not args.quiet,
+    )
+    print(json.dumps(result.summary()))
+    return 0
+
+
+def _device(name: str | None):
+    if name is None:
+        return None
+    from tinyir.device import get_device
+
+    return get_device(name)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _model_name(text: str) -> str:
+    if text in ("bm25", "minilm") or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected 'bm25', 'minilm' or the folder of a saved bi-encoder, got {text!r}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinyir", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="the course dataset")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    build = data_commands.add_parser("build", help="build or validate data/pydocs")
+    build.add_argument("--out", default=None, help="output folder (default: data/pydocs)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the manifest matches")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_cmd_data_build)
+
+    ev = commands.add_parser("eval", help="evaluate a retriever on a BEIR folder")
+    ev.add_argument("--beir", required=True, help="BEIR-format folder (corpus.jsonl, ...)")
+    ev.add_argument("--split", default="test", help="qrels split (default: test)")
+    ev.add_argument("--model", required=True, type=_model_name, help="bm25, minilm or a folder")
+    ev.add_argument("--max-length", type=_positive_int, default=256, help="tokens (default 256)")
+    ev.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")
+    ev.add_argument("--k", type=_positive_int, default=1000, help="documents kept per query")
+    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"tinyir {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
