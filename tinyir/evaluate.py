@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tinyir.data import BeirDataset, load_beir
-from tinyir.metrics import evaluate
+from tinyir.metrics import evaluate, run_from_topk
 
 K_VALUES = (1, 3, 5, 10, 100, 1000)
 
@@ -106,26 +106,10 @@ class EvalResult:
         return out
 
 
-def run_from_topk(
-    query_ids: list[str],
-    doc_ids: list[str],
-    scores: np.ndarray,
-    indices: np.ndarray,
-    ignore_identical_ids: bool = True,
-) -> dict[str, dict[str, float]]:
-    """Turn top-k arrays (Q, k) into a TREC-style run {query id: {doc id: score}}."""
-    run: dict[str, dict[str, float]] = {}
-    for qi, qid in enumerate(query_ids):
-        hits = {}
-        for score, idx in zip(scores[qi].tolist(), indices[qi].tolist(), strict=True):
-            if idx < 0:  # FAISS pads with -1 when fewer than k results exist
-                continue
-            did = doc_ids[idx]
-            if ignore_identical_ids and did == qid:
-                continue
-            hits[did] = float(score)
-        run[qid] = hits
-    return run
+def _drop_identical_id(qid: str, hits: dict[str, float], k: int) -> dict[str, float]:
+    """MTEB's ``ignore_identical_ids``: a document whose id equals the query id is not an answer."""
+    kept = [(did, score) for did, score in hits.items() if did != qid]
+    return dict(kept[:k])  # hits arrive best first
 
 
 def evaluate_beir(
@@ -163,8 +147,10 @@ def evaluate_beir(
         )
     # One extra hit so that dropping a document with the query's own id still leaves k.
     scores, indices = retriever.retrieve(query_texts, k=min(k + 1, len(doc_ids)))
-    run = run_from_topk(query_ids, doc_ids, scores, indices)
-    run = {qid: dict(sorted(hits.items(), key=lambda kv: -kv[1])[:k]) for qid, hits in run.items()}
+    run = {
+        qid: _drop_identical_id(qid, hits, k)
+        for qid, hits in run_from_topk(query_ids, doc_ids, scores, indices).items()
+    }
     metrics = evaluate(run, dataset.qrels, k_values=tuple(v for v in K_VALUES if v <= k))
     return EvalResult(
         metrics=metrics, run=run, queries=len(query_ids), docs=len(doc_ids),
