@@ -81,3 +81,24 @@ def test_unknown_split_names_it(tiny_beir, capsys):
     code = main(["eval", "--beir", str(tiny_beir), "--model", "bm25", "--split", "dev", "--quiet"])
     assert code == 2
     assert "dev" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype, expected", [("fp32", 4_096_000_000), ("fp16", 2_048_000_000),
+                                             ("int8", 1_024_000_000), ("binary", 128_000_000)])
+def test_storage_reproduces_the_book(capsys, dtype, expected):
+    assert main(["storage", "--docs", "1000000", "--dim", "1024", "--dtype", dtype]) == 0
+    result = _last_json(capsys)
+    assert result["bytes"] == expected
+    assert result["human"].endswith("GB") or result["human"].endswith("MB")
+
+
+def test_storage_multi_vector(capsys):
+    main(["storage", "--docs", "1000000", "--dim", "1", "--dtype", "fp32",
+          "--vectors-per-doc", "200"])
+    # 200 tokens x 32 bits = 800 B per document: 0.8 GB for 1M documents, not 80 GB.
+    assert _last_json(capsys)["bytes"] == 800_000_000
+
+
+def test_storage_unknown_dtype_names_it(capsys):
+    assert main(["storage", "--docs", "10", "--dim", "8", "--dtype", "fp9"]) == 2
+    assert "dtype" in capsys.readouterr().err

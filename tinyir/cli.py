@@ -3,6 +3,8 @@
     tinyir data build [--force] [--out DIR]     build or validate the pydocs dataset
     tinyir eval --beir DIR --model bm25|minilm|PATH [--split test] [--max-length 256]
                 [--batch-size 64] [--k 1000] [--device cpu|cuda]
+    tinyir storage --docs N --dim D --dtype fp32|fp16|bf16|int8|binary [--vectors-per-doc T]
+                   [--index flat|hnsw|ivfpq] [--hnsw-m 32] [--pq-m M] [--nlist L]
 
 Results go to stdout, the last line being one JSON object; progress bars and messages go to
 stderr, so ``tinyir eval ... | tail -1 | python -m json.tool`` works.
@@ -39,6 +41,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(json.dumps(result.summary()))
+    return 0
+
+
+def _cmd_storage(args: argparse.Namespace) -> int:
+    from tinyir.storage import storage_cost
+
+    cost = storage_cost(
+        args.docs, args.dim, dtype=args.dtype, vectors_per_doc=args.vectors_per_doc,
+        index=args.index, hnsw_m=args.hnsw_m, pq_m=args.pq_m, nlist=args.nlist,
+    )
+    for line in cost.assumptions:
+        print(f"# {line}")
+    print(json.dumps(cost.to_dict()))
     return 0
 
 
@@ -90,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=_cmd_eval)
+
+    st = commands.add_parser("storage", help="bytes needed to store an embedding index")
+    st.add_argument("--docs", type=_positive_int, required=True, help="number of documents")
+    st.add_argument("--dim", type=_positive_int, required=True, help="dimensions per vector")
+    st.add_argument("--dtype", default="fp32", help="fp32, fp16, bf16, int8 or binary")
+    st.add_argument("--vectors-per-doc", type=float, default=1.0,
+                    help="1 for one vector per document; tokens per document for ColBERT")
+    st.add_argument("--index", default="flat", help="flat, hnsw or ivfpq")
+    st.add_argument("--hnsw-m", type=_positive_int, default=32, help="HNSW's M (default 32)")
+    st.add_argument("--pq-m", type=_positive_int, default=None, help="PQ sub-quantizers")
+    st.add_argument("--nlist", type=_positive_int, default=None, help="IVF lists")
+    st.set_defaults(func=_cmd_storage)
     return parser
 
 

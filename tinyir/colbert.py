@@ -1,0 +1,358 @@
+"""Late interaction (ColBERT): MaxSim scoring and residual compression of token embeddings.
+
+A bi-encoder squeezes a text into one vector; ColBERT keeps one vector per token and scores a
+query against a document with MaxSim: for every query token, the similarity of its best-matching
+document token, summed over the query tokens.
+
+    score(q, d) = sum_i max_j  q_i . d_j        (i over query tokens, j over document tokens)
+
+Token embeddings are L2-normalized, so the dot product is a cosine. Shapes used below:
+B queries, N documents, Lq query tokens, Ld document tokens, D dimensions, M stored tokens.
+
+Masks are bool or 0/1 tensors, True/1 marking a real token and False/0 padding:
+- a padded document position is filled with -inf before the max, so it never wins one (not 0:
+  when every similarity is negative a 0 would beat all the real tokens);
+- a padded query token adds nothing to the sum;
+- a document with no real token scores -inf, so it ranks below every real document;
+- a query with no real token scores 0 against every (non-empty) document.
+
+Storing a vector per token is expensive, so ColBERTv2 compresses each one to the id of its
+nearest k-means centroid plus the residual quantized to a few bits per dimension;
+``ResidualCompressor`` is a simplified version of that scheme.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+DEFAULT_DOC_CHUNK_SIZE = 256
+
+
+def _check_tokens(name: str, x: Tensor, ndim: int) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != ndim:
+        letters = {2: "(L, D)", 3: "(B, L, D)"}[ndim]
+        raise ValueError(f"{name}: expected shape {letters}, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+
+
+def _check_same_device_and_dim(q: Tensor, d: Tensor) -> None:
+    if q.device != d.device:
+        raise ValueError(f"d: expected a tensor on q's device {q.device}, got {d.device}")
+    if q.shape[-1] != d.shape[-1]:
+        raise ValueError(
+            f"d: expected token dimension D={q.shape[-1]} (as in q), got {d.shape[-1]}"
+        )
+    if q.dtype != d.dtype:
+        raise TypeError(f"d: expected dtype {q.dtype} (as q), got {d.dtype}")
+
+
+def _mask_or_ones(name: str, mask: Tensor | None, x: Tensor) -> Tensor:
+    """Return ``mask`` as bool, shape ``x.shape[:-1]``; all True when ``mask`` is None."""
+    if mask is None:
+        return torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor or None, got {type(mask).__name__}")
+    if mask.shape != x.shape[:-1]:
+        raise ValueError(f"{name}: expected shape {tuple(x.shape[:-1])}, got {tuple(mask.shape)}")
+    if mask.device != x.device:
+        raise ValueError(f"{name}: expected a tensor on {x.device}, got {mask.device}")
+    return mask.bool()
+
+
+def _max_sim_from_similarities(sim: Tensor, q_mask: Tensor, d_mask: Tensor) -> Tensor:
+    """Reduce similarities ``sim`` (..., Lq, Ld) to MaxSim scores (...).
+
+    q_mask broadcasts to (..., Lq) and d_mask to (..., Ld).
+    """
+    sim = sim.masked_fill(~d_mask.unsqueeze(-2), float("-inf"))  # padding never wins the max
+    best = sim.amax(dim=-1)  # (..., Lq): best document token per query token
+    best = torch.where(q_mask, best, torch.zeros((), dtype=best.dtype, device=best.device))
+    scores = best.sum(dim=-1)  # (...)
+    # A document without real tokens scores -inf, even against an empty query.
+    has_tokens = d_mask.any(dim=-1)
+    return scores.masked_fill(~has_tokens, float("-inf"))
+
+
+def max_sim_matrix(
+    q: Tensor,
+    q_mask: Tensor | None,
+    d: Tensor,
+    d_mask: Tensor | None,
+    doc_chunk_size: int = DEFAULT_DOC_CHUNK_SIZE,
+) -> Tensor:
+    """MaxSim of every query against every document.
+
+    q: (B, Lq, D) float, q_mask: (B, Lq) or None; d: (N, Ld, D) float, d_mask: (N, Ld) or None.
+    Returns (B, N): scores[b, n] = sum over real query tokens i of max over real doc tokens j of
+    q[b, i] . d[n, j]. Documents are scored ``doc_chunk_size`` at a time, so the similarity
+    tensor in memory is at most (B, doc_chunk_size, Lq, Ld). Differentiable (for training with
+    in-batch negatives).
+    """
+    _check_tokens("q", q, 3)
+    _check_tokens("d", d, 3)
+    _check_same_device_and_dim(q, d)
+    if not isinstance(doc_chunk_size, int) or doc_chunk_size < 1:
+        raise ValueError(f"doc_chunk_size: expected a positive int, got {doc_chunk_size!r}")
+    q_mask = _mask_or_ones("q_mask", q_mask, q)  # (B, Lq)
+    d_mask = _mask_or_ones("d_mask", d_mask, d)  # (N, Ld)
+
+    chunks = []
+    for start in range(0, d.shape[0], doc_chunk_size):
+        d_chunk = d[start : start + doc_chunk_size]  # (n, Ld, D)
+        sim = torch.einsum("bqd,nkd->bnqk", q, d_chunk)  # (B, n, Lq, Ld)
+        chunks.append(
+            _max_sim_from_similarities(
+                sim,
+                q_mask[:, None, :],  # (B, 1, Lq)
+                d_mask[None, start : start + doc_chunk_size],  # (1, n, Ld)
+            )
+        )  # (B, n)
+    if not chunks:  # no documents
+        return q.new_zeros((q.shape[0], 0))
+    return torch.cat(chunks, dim=1)  # (B, N)
+
+
+def max_sim(
+    q: Tensor,
+    q_mask: Tensor | None,
+    d: Tensor,
+    d_mask: Tensor | None,
+    doc_chunk_size: int = DEFAULT_DOC_CHUNK_SIZE,
+) -> Tensor:
+    """MaxSim of one query, or a batch of queries, against N documents.
+
+    q: (Lq, D) or (B, Lq, D) float, q_mask: (Lq,) / (B, Lq) or None;
+    d: (N, Ld, D) float, d_mask: (N, Ld) or None.
+    Returns (N,) for one query, (B, N) for a batch. See ``max_sim_matrix``.
+    """
+    if isinstance(q, Tensor) and q.ndim == 2:
+        if q_mask is not None and isinstance(q_mask, Tensor):
+            q_mask = q_mask.unsqueeze(0)
+        return max_sim_matrix(q.unsqueeze(0), q_mask, d, d_mask, doc_chunk_size)[0]
+    return max_sim_matrix(q, q_mask, d, d_mask, doc_chunk_size)
+
+
+def max_sim_pairs(
+    q: Tensor,
+    q_mask: Tensor | None,
+    d: Tensor,
+    d_mask: Tensor | None,
+) -> Tensor:
+    """MaxSim of query b against document b only.
+
+    q: (B, Lq, D) float, q_mask: (B, Lq) or None; d: (B, Ld, D) float, d_mask: (B, Ld) or None.
+    Returns (B,): the diagonal of ``max_sim_matrix(q, q_mask, d, d_mask)``.
+    """
+    _check_tokens("q", q, 3)
+    _check_tokens("d", d, 3)
+    _check_same_device_and_dim(q, d)
+    if q.shape[0] != d.shape[0]:
+        raise ValueError(f"d: expected B={q.shape[0]} documents (one per query), got {d.shape[0]}")
+    q_mask = _mask_or_ones("q_mask", q_mask, q)  # (B, Lq)
+    d_mask = _mask_or_ones("d_mask", d_mask, d)  # (B, Ld)
+    sim = torch.einsum("bqd,bkd->bqk", q, d)  # (B, Lq, Ld)
+    return _max_sim_from_similarities(sim, q_mask, d_mask)  # (B,)
+
+
+def max_sim_alignment(
+    q: Tensor,
+    d: Tensor,
+    d_mask: Tensor | None = None,
+) -> Tensor:
+    """For each query token, the index of the document token that wins its max (for heatmaps).
+
+    q: (Lq, D) float, d: (Ld, D) float, d_mask: (Ld,) or None. Returns (Lq,) long indices into
+    d's tokens, never a padded position. Raises ValueError if d has no real token.
+    """
+    _check_tokens("q", q, 2)
+    _check_tokens("d", d, 2)
+    _check_same_device_and_dim(q, d)
+    d_mask = _mask_or_ones("d_mask", d_mask, d)  # (Ld,)
+    if not bool(d_mask.any()):
+        raise ValueError("d_mask: expected at least one real document token, got none")
+    sim = (q @ d.T).masked_fill(~d_mask, float("-inf"))  # (Lq, Ld)
+    return sim.argmax(dim=-1)  # (Lq,)
+
+
+# ----------------------------------------------------------------------------------------------
+# Residual compression (ColBERTv2, simplified)
+
+
+def kmeans(x: Tensor, n_centroids: int, n_iter: int = 20, seed: int = 0) -> Tensor:
+    """Lloyd's k-means on ``x`` (M, D) float; returns centroids (n_centroids, D) on x's device.
+
+    Starts from ``n_centroids`` distinct points drawn with ``seed``; a cluster that loses all its
+    points keeps its previous centroid. Deterministic for a given seed and device.
+    """
+    _check_tokens("x", x, 2)
+    if not isinstance(n_centroids, int) or not 1 <= n_centroids <= x.shape[0]:
+        raise ValueError(
+            f"n_centroids: expected an int in [1, {x.shape[0]}] (the number of points), "
+            f"got {n_centroids!r}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    first = torch.randperm(x.shape[0], generator=generator)[:n_centroids].to(x.device)
+    centroids = x[first].clone()  # (K, D)
+    for _ in range(n_iter):
+        assignment = torch.cdist(x, centroids).argmin(dim=1)  # (M,)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, x)  # (K, D)
+        counts = torch.bincount(assignment, minlength=n_centroids).unsqueeze(1)  # (K, 1)
+        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+    return centroids
+
+
+def bytes_per_token(dim: int, bits: int, centroid_id_bytes: int = 4) -> int:
+    """Bytes one compressed token takes: a centroid id plus ``dim`` residuals of ``bits`` bits.
+
+    ColBERTv2 keeps the centroid id as int32, so 128 dims at 2 bits = 4 + 32 = 36 bytes, against
+    256 bytes at fp16.
+    """
+    for name, value in (("dim", dim), ("bits", bits)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if not isinstance(centroid_id_bytes, int) or centroid_id_bytes < 0:
+        raise ValueError(
+            f"centroid_id_bytes: expected a non-negative int, got {centroid_id_bytes!r}"
+        )
+    return centroid_id_bytes + math.ceil(dim * bits / 8)
+
+
+class ResidualCompressor:
+    """Compress token embeddings to (nearest centroid, residual quantized to ``bits`` bits).
+
+    Fit on a sample of token embeddings:
+
+        compressor = ResidualCompressor.fit(tokens, n_centroids=256, bits=2)
+        codes, residuals = compressor.compress(tokens)   # (M,) long, (M, D * bits / 8) uint8
+        approx = compressor.decompress(codes, residuals)  # (M, D) float
+
+    As in ColBERTv2, the residual values of all dimensions share one set of buckets: the
+    2^bits - 1 cutoffs are quantiles of the residuals at i / 2^bits, and a bucket decompresses
+    to the residuals' quantile at its middle, (i + 0.5) / 2^bits. The codes are packed 8 / bits
+    per byte, first dimension in the most significant bits.
+    """
+
+    SUPPORTED_BITS = (1, 2, 4, 8)
+
+    def __init__(
+        self, centroids: Tensor, bucket_cutoffs: Tensor, bucket_weights: Tensor, bits: int
+    ) -> None:
+        """centroids: (K, D) float; bucket_cutoffs: (2^bits - 1,); bucket_weights: (2^bits,)."""
+        if bits not in self.SUPPORTED_BITS:
+            raise ValueError(f"bits: expected one of {self.SUPPORTED_BITS}, got {bits!r}")
+        _check_tokens("centroids", centroids, 2)
+        if bucket_cutoffs.shape != (2**bits - 1,) or bucket_weights.shape != (2**bits,):
+            raise ValueError(
+                f"bucket_cutoffs, bucket_weights: expected shapes ({2**bits - 1},) and "
+                f"({2**bits},), got {tuple(bucket_cutoffs.shape)} and "
+                f"{tuple(bucket_weights.shape)}"
+            )
+        if (centroids.shape[1] * bits) % 8 != 0:
+            raise ValueError(
+                f"centroids: expected D * bits to be a multiple of 8 so codes pack into bytes, "
+                f"got D={centroids.shape[1]}, bits={bits}"
+            )
+        self.centroids = centroids
+        self.bucket_cutoffs = bucket_cutoffs.to(centroids)
+        self.bucket_weights = bucket_weights.to(centroids)
+        self.bits = bits
+
+    @classmethod
+    def fit(
+        cls,
+        token_embeddings: Tensor,
+        n_centroids: int,
+        bits: int = 2,
+        seed: int = 0,
+        n_iter: int = 20,
+    ) -> ResidualCompressor:
+        """Fit centroids and residual buckets on ``token_embeddings`` (M, D) float."""
+        _check_tokens("token_embeddings", token_embeddings, 2)
+        if bits not in cls.SUPPORTED_BITS:
+            raise ValueError(f"bits: expected one of {cls.SUPPORTED_BITS}, got {bits!r}")
+        x = token_embeddings.float()
+        centroids = kmeans(x, n_centroids, n_iter=n_iter, seed=seed)  # (K, D)
+        nearest = torch.cdist(x, centroids).argmin(dim=1)  # (M,)
+        residuals = (x - centroids[nearest]).flatten()  # (M * D,)
+        levels = 2**bits
+        cutoff_q = torch.arange(1, levels, device=x.device, dtype=x.dtype) / levels
+        weight_q = (torch.arange(levels, device=x.device, dtype=x.dtype) + 0.5) / levels
+        sample = _quantile_sample(residuals, seed)
+        return cls(centroids, sample.quantile(cutoff_q), sample.quantile(weight_q), bits)
+
+    def to(self, device: torch.device | str) -> ResidualCompressor:
+        """A copy of this compressor with its tensors on ``device``."""
+        return ResidualCompressor(
+            self.centroids.to(device),
+            self.bucket_cutoffs.to(device),
+            self.bucket_weights.to(device),
+            self.bits,
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.shape[1]
+
+    def _check_input(self, name: str, x: Tensor, ndim: int) -> None:
+        if x.device != self.centroids.device:
+            raise ValueError(
+                f"{name}: expected a tensor on the compressor's device {self.centroids.device}, "
+                f"got {x.device}; use compressor.to(device)"
+            )
+        if x.ndim != ndim:
+            raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(x.shape)}")
+
+    def compress(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (M, D) float -> (codes (M,) long centroid ids, residuals (M, D*bits/8) uint8)."""
+        _check_tokens("x", x, 2)
+        self._check_input("x", x, 2)
+        if x.shape[1] != self.dim:
+            raise ValueError(f"x: expected D={self.dim} (as fitted), got {x.shape[1]}")
+        x = x.to(self.centroids.dtype)
+        codes = torch.cdist(x, self.centroids).argmin(dim=1)  # (M,)
+        residuals = x - self.centroids[codes]  # (M, D)
+        buckets = torch.bucketize(residuals, self.bucket_cutoffs)  # (M, D) in [0, 2^bits)
+        return codes, _pack(buckets, self.bits)
+
+    def decompress(self, codes: Tensor, packed_residuals: Tensor) -> Tensor:
+        """codes: (M,) long, packed_residuals: (M, D*bits/8) uint8 -> (M, D) float."""
+        self._check_input("codes", codes, 1)
+        self._check_input("packed_residuals", packed_residuals, 2)
+        expected = (codes.shape[0], self.dim * self.bits // 8)
+        if tuple(packed_residuals.shape) != expected:
+            raise ValueError(
+                f"packed_residuals: expected shape {expected}, got {tuple(packed_residuals.shape)}"
+            )
+        buckets = _unpack(packed_residuals, self.bits)  # (M, D)
+        return self.centroids[codes] + self.bucket_weights[buckets]
+
+
+def _quantile_sample(values: Tensor, seed: int, max_size: int = 1 << 20) -> Tensor:
+    """``torch.quantile`` accepts at most 2^24 values; a 1M-value sample is plenty."""
+    if values.numel() <= max_size:
+        return values
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(values.numel(), (max_size,), generator=generator).to(values.device)
+    return values[picks]
+
+
+def _pack(buckets: Tensor, bits: int) -> Tensor:
+    """buckets: (M, D) ints in [0, 2^bits) -> (M, D*bits/8) uint8, first value in the high bits."""
+    per_byte = 8 // bits
+    grouped = buckets.reshape(buckets.shape[0], -1, per_byte).to(torch.int32)  # (M, D/per, per)
+    shifts = torch.arange(per_byte - 1, -1, -1, device=buckets.device, dtype=torch.int32) * bits
+    return (grouped << shifts).sum(dim=-1).to(torch.uint8)
+
+
+def _unpack(packed: Tensor, bits: int) -> Tensor:
+    """Inverse of ``_pack``: (M, D*bits/8) uint8 -> (M, D) long."""
+    per_byte = 8 // bits
+    shifts = torch.arange(per_byte - 1, -1, -1, device=packed.device, dtype=torch.int32) * bits
+    values = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & (2**bits - 1)  # (M, B, per)
+    return values.reshape(packed.shape[0], -1).long()

@@ -1,0 +1,300 @@
+"""Smaller embeddings: int8 and binary quantization, rescoring, Matryoshka truncation.
+
+Three ways to shrink an index of (N, D) fp32 embeddings, and the trick that recovers quality:
+
+- int8: per dimension, map the calibration range [min, max] onto 256 buckets (4x smaller).
+- binary: keep only the sign of each dimension, 8 dimensions per byte (32x smaller); compare
+  with the Hamming distance (count the differing bits).
+- Matryoshka: keep the first ``dim`` dimensions of a model trained for it, then renormalize.
+- rescoring: retrieve ``oversample * k`` candidates with the cheap binary index, then rescore
+  only those with the float query against int8 (or float) document vectors and keep the top k.
+
+The formulas match sentence-transformers' ``quantize_embeddings`` (precision "int8" and
+"ubinary"); the tests compare the outputs. Shapes: N documents, Q queries, D dimensions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tinyir.storage import bytes_per_vector as _storage_bytes_per_vector
+
+INT8_LEVELS = 255  # 256 buckets, 0..255, stored shifted to -128..127
+INT8_SHIFT = 128
+BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits order: first dimension -> high bit
+PRECISION_TO_DTYPE = {
+    "float32": "fp32",
+    "fp32": "fp32",
+    "fp16": "fp16",
+    "bf16": "bf16",
+    "int8": "int8",
+    "binary": "binary",
+    "ubinary": "binary",
+}
+
+
+def _check_matrix(name: str, x: Tensor, floating: bool = True) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected shape (N, D), got {tuple(x.shape)}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+
+
+def _check_device(name: str, x: Tensor, reference: Tensor) -> None:
+    if x.device != reference.device:
+        raise ValueError(f"{name}: expected a tensor on {reference.device}, got {x.device}")
+
+
+# ----------------------------------------------------------------------------------------------
+# int8
+
+
+def int8_ranges(calibration: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-dimension (scale, offset) from calibration embeddings (N, D) float.
+
+    offset = min over the calibration set, scale = (max - min) / 255 (1 where max == min), as in
+    sentence-transformers. Returns two (D,) float32 tensors.
+    """
+    _check_matrix("calibration", calibration)
+    if calibration.shape[0] < 2:
+        raise ValueError(
+            f"calibration: expected at least 2 embeddings to measure ranges, "
+            f"got {calibration.shape[0]}"
+        )
+    calibration = calibration.float()
+    offset = calibration.amin(dim=0)  # (D,)
+    scale = (calibration.amax(dim=0) - offset) / INT8_LEVELS  # (D,)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    return scale, offset
+
+
+def quantize_int8(
+    x: Tensor,
+    calibration: Tensor | None = None,
+    scale: Tensor | None = None,
+    offset: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """x: (N, D) float -> (codes (N, D) int8, scale (D,), offset (D,)).
+
+    Ranges come from ``scale``/``offset`` if given (to quantize queries like the corpus), else
+    from ``calibration`` (M, D), else from ``x`` itself. Bucket = floor((x - offset) / scale),
+    clipped to [0, 255], stored minus 128 as int8: exactly sentence-transformers'
+    ``quantize_embeddings(x, "int8", calibration_embeddings=calibration)``. Values outside the
+    calibration range clip to the first or last bucket.
+    """
+    _check_matrix("x", x)
+    if (scale is None) != (offset is None):
+        raise ValueError("scale, offset: give both or neither")
+    if scale is None:
+        source = x if calibration is None else calibration
+        if calibration is not None:
+            _check_device("calibration", calibration, x)
+            if calibration.shape[1] != x.shape[1]:
+                raise ValueError(
+                    f"calibration: expected D={x.shape[1]} (as x), got {calibration.shape[1]}"
+                )
+        scale, offset = int8_ranges(source)
+    for name, value in (("scale", scale), ("offset", offset)):
+        _check_device(name, value, x)
+        if value.shape != (x.shape[1],):
+            raise ValueError(f"{name}: expected shape ({x.shape[1]},), got {tuple(value.shape)}")
+    buckets = torch.floor((x.float() - offset) / scale).clamp(0, INT8_LEVELS)  # (N, D)
+    codes = (buckets - INT8_SHIFT).to(torch.int8)
+    return codes, scale, offset
+
+
+def dequantize_int8(codes: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
+    """codes: (N, D) int8, scale, offset: (D,) -> (N, D) float32 at the bucket centres.
+
+    We return the centre of each bucket, offset + (bucket + 0.5) * scale, where
+    sentence-transformers returns its lower edge: the centre halves the worst-case error to
+    scale / 2 for values inside the calibration range and removes the downward bias.
+    """
+    _check_matrix("codes", codes, floating=False)
+    if codes.dtype != torch.int8:
+        raise TypeError(f"codes: expected dtype torch.int8, got {codes.dtype}")
+    _check_device("scale", scale, codes)
+    _check_device("offset", offset, codes)
+    buckets = codes.float() + INT8_SHIFT  # (N, D) in [0, 255]
+    return offset + (buckets + 0.5) * scale
+
+
+# ----------------------------------------------------------------------------------------------
+# binary
+
+
+def quantize_binary(x: Tensor) -> Tensor:
+    """x: (N, D) float -> (N, ceil(D / 8)) uint8: bit = 1 where x > 0, packed 8 per byte.
+
+    Bit order is ``np.packbits``' (dimension 0 in the most significant bit of byte 0), the same
+    as sentence-transformers' precision="ubinary". If D is not a multiple of 8, the last byte is
+    padded with zero bits, as ``np.packbits`` does; zero bits on both sides never add to a
+    Hamming distance.
+    """
+    _check_matrix("x", x)
+    n, dim = x.shape
+    bits = (x > 0).to(torch.uint8)  # (N, D)
+    padding = -dim % 8
+    bits = F.pad(bits, (0, padding))  # (N, 8 * ceil(D / 8))
+    weights = torch.tensor(BIT_WEIGHTS, dtype=torch.uint8, device=x.device)
+    return (bits.reshape(n, -1, 8) * weights).sum(dim=-1, dtype=torch.uint8)  # (N, D/8)
+
+
+def _popcount_table(device: torch.device) -> Tensor:
+    """(256,) table: number of 1 bits in each byte value."""
+    values = torch.arange(256, device=device)
+    return sum((values >> shift) & 1 for shift in range(8))
+
+
+def hamming_distances(q_bits: Tensor, d_bits: Tensor, doc_chunk_size: int = 4096) -> Tensor:
+    """q_bits: (Q, B) uint8, d_bits: (N, B) uint8 -> (Q, N) int64 Hamming distances.
+
+    XOR the bytes, then count the 1 bits of each byte with a 256-entry lookup table. Documents
+    go ``doc_chunk_size`` at a time, so memory stays at (Q, doc_chunk_size, B) bytes.
+    """
+    for name, value in (("q_bits", q_bits), ("d_bits", d_bits)):
+        _check_matrix(name, value, floating=False)
+        if value.dtype != torch.uint8:
+            raise TypeError(f"{name}: expected packed bits of dtype torch.uint8, got {value.dtype}")
+    _check_device("d_bits", d_bits, q_bits)
+    if q_bits.shape[1] != d_bits.shape[1]:
+        raise ValueError(
+            f"d_bits: expected {q_bits.shape[1]} bytes per vector (as q_bits), "
+            f"got {d_bits.shape[1]}"
+        )
+    table = _popcount_table(q_bits.device)
+    chunks = []
+    for start in range(0, d_bits.shape[0], doc_chunk_size):
+        differing = q_bits[:, None, :] ^ d_bits[None, start : start + doc_chunk_size]  # (Q, n, B)
+        chunks.append(table[differing.long()].sum(dim=-1))  # (Q, n)
+    if not chunks:
+        return torch.zeros(q_bits.shape[0], 0, dtype=torch.long, device=q_bits.device)
+    return torch.cat(chunks, dim=1)  # (Q, N)
+
+
+def hamming_search(
+    q_bits: Tensor, d_bits: Tensor, k: int, doc_chunk_size: int = 4096
+) -> tuple[Tensor, Tensor]:
+    """The k nearest documents by Hamming distance.
+
+    q_bits: (Q, B) uint8, d_bits: (N, B) uint8. Returns (distances (Q, k) int64 ascending,
+    ids (Q, k) int64); equal distances are ordered by document id, so results are deterministic.
+    """
+    distances = hamming_distances(q_bits, d_bits, doc_chunk_size)  # (Q, N)
+    n_docs = d_bits.shape[0]
+    if not isinstance(k, int) or not 1 <= k <= n_docs:
+        raise ValueError(
+            f"k: expected an int in [1, {n_docs}] (the number of documents), got {k!r}"
+        )
+    # distance * N + id is unique per document: its order is by distance, then by id
+    ids = torch.arange(n_docs, device=d_bits.device)
+    keys = distances * n_docs + ids  # (Q, N)
+    best = keys.topk(k, dim=1, largest=False).values  # (Q, k), ascending
+    return best // n_docs, best % n_docs
+
+
+# ----------------------------------------------------------------------------------------------
+# rescoring
+
+
+def rescore(
+    query_float: Tensor,
+    candidate_ids: Tensor,
+    docs: Tensor,
+    k: int,
+    scale: Tensor | None = None,
+    offset: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Re-rank candidates by the float query's dot product with better document vectors.
+
+    query_float: (Q, D) float; candidate_ids: (Q, K') int64, -1 marking a missing candidate;
+    docs: (N, D) float, or (N, D) int8 codes together with their ``scale`` and ``offset`` (only
+    the candidates are dequantized). Returns (scores (Q, k) float descending, ids (Q, k)).
+    """
+    _check_matrix("query_float", query_float)
+    _check_matrix("candidate_ids", candidate_ids, floating=False)
+    _check_matrix("docs", docs, floating=False)
+    for name, value in (("candidate_ids", candidate_ids), ("docs", docs)):
+        _check_device(name, value, query_float)
+    if candidate_ids.shape[0] != query_float.shape[0]:
+        raise ValueError(
+            f"candidate_ids: expected Q={query_float.shape[0]} rows (one per query), "
+            f"got {candidate_ids.shape[0]}"
+        )
+    if docs.shape[1] != query_float.shape[1]:
+        raise ValueError(
+            f"docs: expected D={query_float.shape[1]} (as the query), got {docs.shape[1]}"
+        )
+    if not isinstance(k, int) or not 1 <= k <= candidate_ids.shape[1]:
+        raise ValueError(
+            f"k: expected an int in [1, {candidate_ids.shape[1]}] (the candidates per query), "
+            f"got {k!r}"
+        )
+    missing = candidate_ids < 0  # (Q, K')
+    candidates = docs[candidate_ids.clamp(min=0)]  # (Q, K', D)
+    if docs.dtype == torch.int8:
+        if scale is None or offset is None:
+            raise ValueError("scale, offset: needed to dequantize int8 docs, got None")
+        candidates = dequantize_int8(candidates.flatten(0, 1), scale, offset).view(candidates.shape)
+    elif not docs.is_floating_point():
+        raise TypeError(f"docs: expected float or int8 vectors, got {docs.dtype}")
+    scores = torch.einsum("qd,qkd->qk", query_float.float(), candidates.float())  # (Q, K')
+    scores = scores.masked_fill(missing, float("-inf"))
+    top_scores, order = scores.topk(k, dim=1)  # (Q, k)
+    return top_scores, candidate_ids.gather(1, order)
+
+
+def binary_search_with_rescore(
+    query_float: Tensor,
+    doc_bits: Tensor,
+    rescore_docs: Tensor,
+    k: int,
+    oversample: int = 4,
+    scale: Tensor | None = None,
+    offset: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Retrieve ``oversample * k`` candidates by Hamming distance, rescore them, keep k.
+
+    query_float: (Q, D) float; doc_bits: (N, D/8) uint8 from ``quantize_binary``;
+    rescore_docs: (N, D) float or int8 (with ``scale``, ``offset``). Returns (scores, ids), (Q, k).
+    """
+    if not isinstance(oversample, int) or oversample < 1:
+        raise ValueError(f"oversample: expected a positive int, got {oversample!r}")
+    n_candidates = min(oversample * k, doc_bits.shape[0])
+    _, candidate_ids = hamming_search(quantize_binary(query_float), doc_bits, n_candidates)
+    return rescore(query_float, candidate_ids, rescore_docs, k, scale=scale, offset=offset)
+
+
+# ----------------------------------------------------------------------------------------------
+# Matryoshka and sizes
+
+
+def matryoshka_truncate(x: Tensor, dim: int, renormalize: bool = True) -> Tensor:
+    """x: (..., D) float -> (..., dim): the first ``dim`` dimensions, L2-normalized again.
+
+    Only meaningful for models trained with a Matryoshka loss, which packs the most information
+    into the leading dimensions.
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point torch.Tensor, got {type(x).__name__}")
+    if not isinstance(dim, int) or not 1 <= dim <= x.shape[-1]:
+        raise ValueError(f"dim: expected an int in [1, {x.shape[-1]}], got {dim!r}")
+    truncated = x[..., :dim]
+    return F.normalize(truncated, dim=-1) if renormalize else truncated
+
+
+def bytes_per_vector(dim: int, precision: str = "float32") -> int:
+    """Bytes per ``dim``-dimensional vector at ``precision``.
+
+    precision: "float32"/"fp32", "fp16", "bf16", "int8", "binary"/"ubinary".
+    1024 dims: 4096, 2048, 2048, 1024, 128 bytes.
+    """
+    if precision not in PRECISION_TO_DTYPE:
+        raise ValueError(
+            f"precision: expected one of {sorted(PRECISION_TO_DTYPE)}, got {precision!r}"
+        )
+    return _storage_bytes_per_vector(dim, PRECISION_TO_DTYPE[precision])
