@@ -36,6 +36,7 @@ import inspect
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import subprocess
@@ -226,6 +227,38 @@ class BeirDataset:
         if not join_title:
             return [doc["text"] for doc in self.corpus.values()]
         return [_join_title(doc) for doc in self.corpus.values()]
+
+    def subset(self, n_queries: int | None = None, n_docs: int | None = None,
+               seed: int = 0) -> BeirDataset:
+        """A smaller, deterministic copy for fast experiments on a CPU.
+
+        Keeps ``n_queries`` queries drawn at random (all when None), every document judged for
+        them, and random other documents as distractors until the corpus has ``n_docs`` (all
+        when None). Retrieval over the subset is easier than over the whole corpus: compare
+        numbers only within one subset.
+        """
+        rng = random.Random(seed)
+        qids = sorted(self.queries)
+        if n_queries is not None:
+            if not isinstance(n_queries, int) or not 1 <= n_queries <= len(qids):
+                raise ValueError(f"n_queries: expected an int in [1, {len(qids)}], got {n_queries!r}")
+            qids = sorted(rng.sample(qids, n_queries))
+        judged = {doc_id for qid in qids for doc_id in self.qrels[qid]}
+        keep = set(self.corpus)
+        if n_docs is not None:
+            if not isinstance(n_docs, int) or not len(judged) <= n_docs <= len(self.corpus):
+                raise ValueError(
+                    f"n_docs: expected an int in [{len(judged)} (the judged documents), "
+                    f"{len(self.corpus)}], got {n_docs!r}"
+                )
+            others = sorted(set(self.corpus) - judged)
+            keep = judged | set(rng.sample(others, n_docs - len(judged)))
+        return BeirDataset(
+            corpus={doc_id: doc for doc_id, doc in self.corpus.items() if doc_id in keep},
+            queries={qid: self.queries[qid] for qid in qids},
+            qrels={qid: dict(self.qrels[qid]) for qid in qids},
+            name=f"{self.name}-subset", split=self.split,
+        )
 
     def __repr__(self) -> str:
         pairs = sum(len(rel) for rel in self.qrels.values())

@@ -156,3 +156,32 @@ def evaluate_beir(
         metrics=metrics, run=run, queries=len(query_ids), docs=len(doc_ids),
         seconds=time.perf_counter() - start,
     )
+
+
+def evaluate_model(
+    model,
+    dataset: BeirDataset,
+    k_values: tuple[int, ...] = (10, 100),
+    *,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    doc_embeddings: torch.Tensor | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Dense retrieval metrics of a bi-encoder on a (small) BEIR split, for training loops.
+
+    Encodes the corpus (unless ``doc_embeddings`` (N, D) are given, in corpus order) and the
+    queries, takes the exact top max(k_values) and returns ``tinyir.metrics.evaluate``'s dict.
+    """
+    from tinyir.search import exact_search
+
+    k = min(max(k_values), len(dataset.corpus))
+    if doc_embeddings is None:
+        doc_embeddings = model.encode(dataset.doc_texts(), batch_size=batch_size,
+                                      max_length=max_length, show_progress=progress)
+    query_ids = list(dataset.queries)
+    queries = model.encode([dataset.queries[q] for q in query_ids], batch_size=batch_size,
+                           max_length=max_length, show_progress=progress)
+    scores, indices = exact_search(queries, doc_embeddings.to(queries.device), k=k)
+    run = run_from_topk(query_ids, dataset.doc_ids, scores, indices)
+    return evaluate(run, dataset.qrels, k_values=k_values)
