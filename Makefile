@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install data course test test-fast test-gpu bench lint clean-venv
+.PHONY: install data course test test-fast test-notebooks test-gpu bench lint clean-venv
 
 install: $(STAMP)
 
@@ -32,11 +32,17 @@ data: $(STAMP)
 course: data
 	$(BIN)/jupyter lab notebooks/
 
+# Unit, oracle and grading tests, then every lesson and solution notebook under nbval (each in a
+# fresh kernel, with its time budget checked by conftest.py).
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 test: data
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests notebooks solutions $(NBVAL)
 
 test-fast: data
 	$(BIN)/python -m pytest tests -m "not slow"
+
+test-notebooks: data
+	$(BIN)/python -m pytest notebooks solutions $(NBVAL)
 
 test-gpu: data
 	$(BIN)/python -m pytest tests -m cuda -v

@@ -424,3 +424,24 @@ def test_see_also_loader_errors(fixture_dir):
     )
     with pytest.raises(ValueError, match="see_also.jsonl line 2"):
         load_see_also(fixture_dir)
+
+
+def test_fingerprint_is_stable_and_requires_a_manifest(tmp_path):
+    from tinyir.data import PYDOCS_DIR, dataset_fingerprint
+
+    assert dataset_fingerprint(PYDOCS_DIR) == dataset_fingerprint(PYDOCS_DIR)
+    assert len(dataset_fingerprint(PYDOCS_DIR)) == 16
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        dataset_fingerprint(tmp_path)
+
+
+def test_subset_keeps_judged_documents_and_is_seeded():
+    from tinyir.data import PYDOCS_DIR
+
+    ds = load_beir(PYDOCS_DIR, "dev")
+    a, b = ds.subset(50, 300, seed=1), ds.subset(50, 300, seed=1)
+    assert a.queries == b.queries and list(a.corpus) == list(b.corpus)
+    assert len(a.queries) == 50 and len(a.corpus) == 300
+    assert all(doc_id in a.corpus for rel in a.qrels.values() for doc_id in rel)
+    with pytest.raises(ValueError, match="n_docs"):
+        ds.subset(50, 10)

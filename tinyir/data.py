@@ -1271,3 +1271,19 @@ if __name__ == "__main__":
         _walk_main(sys.argv[2], sys.argv[3])
     else:
         sys.exit("usage: python -m tinyir.data _walk RESULT_JSON MODULES_JSON (internal)")
+
+
+def dataset_fingerprint(folder: str | Path = PYDOCS_DIR) -> str:
+    """A short, stable id of a built BEIR folder's content (from its manifest's checksums).
+
+    Use it in cache keys: embeddings or models computed from the data are rebuilt when the
+    data changes. Raises FileNotFoundError when the folder has no manifest.
+    """
+    manifest_path = Path(folder) / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"folder: {folder} has no manifest.json; build it with `tinyir data build`"
+        )
+    checksums = json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
+    blob = json.dumps(checksums, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
