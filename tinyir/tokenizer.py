@@ -45,7 +45,9 @@ def _bert_pipeline(model: models.Model, lowercase: bool) -> tokenizers.Tokenizer
 
 
 def _add_cls_sep(backend: tokenizers.Tokenizer) -> None:
-    """Install the ``[CLS] $A [SEP]`` post-processor (and BERT's pair template)."""
+    """Register the special tokens (so "[MASK]" in a text is one token, as in Hugging Face) and
+    install the ``[CLS] $A [SEP]`` post-processor (and BERT's pair template)."""
+    backend.add_special_tokens([tokenizers.AddedToken(t, special=True) for t in SPECIAL_TOKENS])
     cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -54,8 +56,9 @@ def _add_cls_sep(backend: tokenizers.Tokenizer) -> None:
     )
 
 
-def _check_texts(texts: object, name: str = "texts") -> list[str]:
-    """Return ``texts`` as a list of str; raise on an empty list or a non-str item."""
+def check_texts(texts: object, name: str = "texts") -> list[str]:
+    """Return ``texts`` as a list; ``ValueError`` if it is empty, ``TypeError`` naming the index
+    of the first item that is not a str (or if ``texts`` itself is a str, not a list)."""
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise TypeError(f"{name}: expected a list of str, got {type(texts).__name__}")
     if len(texts) == 0:
@@ -130,25 +133,44 @@ class Tokenizer:
     ) -> Tokenizer:
         """Learn a WordPiece vocabulary of at most ``vocab_size`` pieces from ``texts``.
 
-        The five special tokens get ids 0-4 (``[PAD]`` = 0). Training is deterministic: the same
-        texts give the same vocabulary.
+        The five special tokens get ids 0-4 (``[PAD]`` = 0), then every character of the corpus
+        (as a word start and as a ``##`` continuation), then the learned merges; a ``vocab_size``
+        smaller than that alphabet is exceeded rather than leaving characters out. Pieces seen
+        fewer than ``min_frequency`` times are not merged. Training is deterministic: the same
+        texts give the same ids.
         """
-        texts = _check_texts(list(texts) if not isinstance(texts, (str, Sequence)) else texts)
+        if not isinstance(texts, (str, Sequence)):  # a generator or other iterable
+            texts = list(texts)
+        texts = check_texts(texts)
         if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(
                 f"vocab_size: expected an int > {len(SPECIAL_TOKENS)}, got {vocab_size!r}"
             )
         if not isinstance(min_frequency, int) or min_frequency < 1:
             raise ValueError(f"min_frequency: expected an int >= 1, got {min_frequency!r}")
+        # The Rust trainer breaks ties between equally frequent merges by token id, and it numbers
+        # the characters in hash-map order, which changes from run to run. Numbering every
+        # character ourselves first (sorted, passed as extra initial tokens) makes the result
+        # deterministic; the model is then rebuilt from the learned vocabulary alone.
         backend = _bert_pipeline(models.WordPiece(unk_token="[UNK]"), lowercase)
+        first_chars, inner_chars = set(), set()
+        for text in texts:
+            for word, _ in backend.pre_tokenizer.pre_tokenize_str(
+                backend.normalizer.normalize_str(text)
+            ):
+                first_chars.add(word[0])
+                inner_chars.update(word[1:])
+        alphabet = sorted(first_chars) + ["##" + c for c in sorted(inner_chars)]
         trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
+            special_tokens=list(SPECIAL_TOKENS) + alphabet,
             continuing_subword_prefix="##",
             show_progress=False,
         )
         backend.train_from_iterator(texts, trainer=trainer)
+        vocab = backend.get_vocab(with_added_tokens=True)
+        backend = _bert_pipeline(models.WordPiece(vocab, unk_token="[UNK]"), lowercase)
         _add_cls_sep(backend)
         return cls(backend)
 
@@ -177,7 +199,7 @@ class Tokenizer:
 
     def encode_ids(self, texts: Sequence[str], max_length: int = 256) -> list[list[int]]:
         """Token ids of each text, ``[CLS] ... [SEP]``, truncated to ``max_length``, unpadded."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not isinstance(max_length, int) or max_length < 2:
             raise ValueError(
                 f"max_length: expected an int >= 2 (room for [CLS] and [SEP]), got {max_length!r}"
@@ -224,9 +246,14 @@ class Tokenizer:
             ids = ids.tolist()
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
+    @property
+    def lowercase(self) -> bool:
+        """Whether the normalizer lowercases text (True for MiniLM)."""
+        normalizer = json.loads(self.backend.to_str()).get("normalizer") or {}
+        return bool(normalizer.get("lowercase", False))
+
     def __len__(self) -> int:
         return self.vocab_size
 
     def __repr__(self) -> str:
-        normalizer = json.loads(self.backend.to_str()).get("normalizer") or {}
-        return f"Tokenizer(vocab_size={self.vocab_size}, lowercase={normalizer.get('lowercase')})"
+        return f"Tokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
