@@ -65,8 +65,15 @@ def test_unknown_model_is_an_argument_error(tiny_beir, capsys):
     assert "--model" in capsys.readouterr().err
 
 
-def test_missing_folder_names_the_file(tmp_path, capsys):
+def test_missing_folder_is_named(tmp_path, capsys):
     code = main(["eval", "--beir", str(tmp_path / "nope"), "--model", "bm25", "--quiet"])
+    assert code == 2
+    assert "nope does not exist" in capsys.readouterr().err
+
+
+def test_missing_file_is_named(tmp_path, capsys):
+    (tmp_path / "queries.jsonl").write_text("")
+    code = main(["eval", "--beir", str(tmp_path), "--model", "bm25", "--quiet"])
     assert code == 2
     assert "corpus.jsonl" in capsys.readouterr().err
 
@@ -102,3 +109,32 @@ def test_storage_multi_vector(capsys):
 def test_storage_unknown_dtype_names_it(capsys):
     assert main(["storage", "--docs", "10", "--dim", "8", "--dtype", "fp9"]) == 2
     assert "dtype" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_grade_command_writes_csv_and_summary(tmp_path, capsys):
+    import csv
+    import shutil
+
+    from tinyir.grading import EXERCISES_DIR, SOLUTIONS_DIR
+
+    for student, source in (("ada", SOLUTIONS_DIR), ("bob", EXERCISES_DIR)):
+        shutil.copytree(source, tmp_path / "subs" / student)
+    out = tmp_path / "grades.csv"
+    code = main(["grade", str(tmp_path / "subs"), "--out", str(out), "--jobs", "2",
+                 "--timeout", "60", "--quiet", "--feedback", str(tmp_path / "fb")])
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["student", "notebook", "exercise", "points", "max_points",
+                             "status", "message"]
+    earned = {s: sum(float(r["points"]) for r in rows if r["student"] == s) for s in ("ada", "bob")}
+    total = sum(float(r["max_points"]) for r in rows if r["student"] == "ada")
+    assert earned == {"ada": total, "bob": 0.0}
+    summary = capsys.readouterr().out
+    assert "ada" in summary and "bob" in summary
+    assert (tmp_path / "fb" / "bob.md").is_file()
+
+
+def test_grading_build_check_passes_on_committed_exercises(capsys):
+    assert main(["grading", "build", "--check"]) == 0
+    assert _last_json(capsys)["in_sync"] is True

@@ -5,6 +5,9 @@
                 [--batch-size 64] [--k 1000] [--device cpu|cuda]
     tinyir storage --docs N --dim D --dtype fp32|fp16|bf16|int8|binary [--vectors-per-doc T]
                    [--index flat|hnsw|ivfpq] [--hnsw-m 32] [--pq-m M] [--nlist L]
+    tinyir grading build [--check]              exercises/ from solutions/ (or check they agree)
+    tinyir grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S]
+                 [--memory-mb M] [--force] [--tests DIR]
 
 Results go to stdout, the last line being one JSON object; progress bars and messages go to
 stderr, so ``tinyir eval ... | tail -1 | python -m json.tool`` works.
@@ -54,6 +57,34 @@ def _cmd_storage(args: argparse.Namespace) -> int:
     for line in cost.assumptions:
         print(f"# {line}")
     print(json.dumps(cost.to_dict()))
+    return 0
+
+
+def _cmd_grading_build(args: argparse.Namespace) -> int:
+    from tinyir.grading import build_exercises, check_exercises_in_sync
+
+    if args.check:
+        problems = check_exercises_in_sync()
+        for problem in problems:
+            print(problem)
+        print(json.dumps({"in_sync": not problems, "problems": len(problems)}))
+        return 1 if problems else 0
+    written = build_exercises()
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps({"exercises": [path.name for path in written]}))
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from tinyir.grading import format_summary, grade
+
+    rows = grade(
+        args.submissions, args.out, feedback_dir=args.feedback, jobs=args.jobs,
+        timeout=args.timeout, memory_mb=args.memory_mb, force=args.force,
+        extra_tests=args.tests, progress=not args.quiet,
+    )
+    print(format_summary(rows))
     return 0
 
 
@@ -117,6 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--pq-m", type=_positive_int, default=None, help="PQ sub-quantizers")
     st.add_argument("--nlist", type=_positive_int, default=None, help="IVF lists")
     st.set_defaults(func=_cmd_storage)
+
+    grading = commands.add_parser("grading", help="build the student release of the exercises")
+    grading_commands = grading.add_subparsers(dest="grading_command", required=True)
+    gb = grading_commands.add_parser("build", help="exercises/ from solutions/")
+    gb.add_argument("--check", action="store_true",
+                    help="only report whether exercises/ matches a fresh build (exit 1 if not)")
+    gb.set_defaults(func=_cmd_grading_build)
+
+    gr = commands.add_parser("grade", help="grade a folder of student notebooks")
+    gr.add_argument("submissions", help="folder with one sub-folder of notebooks per student")
+    gr.add_argument("--out", required=True, help="CSV to write (grades.csv)")
+    gr.add_argument("--feedback", default=None, help="folder for per-student feedback files")
+    gr.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at once")
+    gr.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds per notebook run (default 120)")
+    gr.add_argument("--memory-mb", type=_positive_int, default=2048,
+                    help="memory limit per notebook process (default 2048)")
+    gr.add_argument("--force", action="store_true", help="regrade students already graded")
+    gr.add_argument("--tests", default=None, help="folder of private grading tests")
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
+    gr.set_defaults(func=_cmd_grade)
     return parser
 
 

@@ -151,7 +151,8 @@ def evaluate_beir(
         qid: _drop_identical_id(qid, hits, k)
         for qid, hits in run_from_topk(query_ids, doc_ids, scores, indices).items()
     }
-    metrics = evaluate(run, dataset.qrels, k_values=tuple(v for v in K_VALUES if v <= k))
+    # Every cut-off is reported; with k below a cut-off the run simply holds fewer documents.
+    metrics = evaluate(run, dataset.qrels, k_values=K_VALUES)
     return EvalResult(
         metrics=metrics, run=run, queries=len(query_ids), docs=len(doc_ids),
         seconds=time.perf_counter() - start,

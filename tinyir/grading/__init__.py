@@ -1,0 +1,38 @@
+"""Exercises and their grader: build the student notebooks, then grade what students hand in.
+
+    build_exercises()            solutions/*.ipynb -> exercises/*.ipynb (solution blocks -> stubs)
+    check_exercises_in_sync()    what differs between exercises/ and a fresh build ([] if nothing)
+    grade(SUBMISSIONS, CSV)      run every student's notebooks in limited processes, hidden tests
+    format_summary(rows)         a per-student table of points for the terminal
+    self_check(...)              the visible check after each exercise in the notebooks
+
+The notebook format is described in :mod:`tinyir.grading.build`, the test format in
+:mod:`tinyir.grading.checks`, the isolation in :mod:`tinyir.grading.runner` and
+:mod:`tinyir.grading.grader`.
+"""
+
+from tinyir.grading.build import (
+    EXERCISES_DIR,
+    SOLUTIONS_DIR,
+    build_exercises,
+    check_exercises_in_sync,
+    read_exercises,
+)
+from tinyir.grading.checks import assert_close, check, self_check
+from tinyir.grading.grader import STATUSES, GradeRow, format_feedback, format_summary, grade
+
+__all__ = [
+    "EXERCISES_DIR",
+    "SOLUTIONS_DIR",
+    "STATUSES",
+    "GradeRow",
+    "assert_close",
+    "build_exercises",
+    "check",
+    "check_exercises_in_sync",
+    "format_feedback",
+    "format_summary",
+    "grade",
+    "read_exercises",
+    "self_check",
+]
