@@ -93,3 +93,10 @@ def test_bad_examples_are_named():
         train_biencoder(model, toy_pairs(), TrainConfig(loss="triplet"), progress=False)
     with pytest.raises(ValueError, match="temperature"):
         TrainConfig(temperature=0)
+
+
+def test_a_lone_pair_is_not_a_batch():
+    pairs = toy_pairs()[:9]  # 8 + 1 with batch_size 8: the last batch would hold one pair
+    history = train_biencoder(tiny_model(), pairs, TrainConfig(epochs=1, batch_size=8),
+                              progress=False)
+    assert len(history.losses) == 1 and history.losses[0] > 0

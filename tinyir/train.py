@@ -146,6 +146,8 @@ def train_biencoder(
     seed_everything(config.seed)
     rng = random.Random(config.seed)
     epoch_batches = [make_batches(data, config.batch_size, rng) for _ in range(config.epochs)]
+    if K == 0:  # a lone pair has no in-batch negative: its loss is 0 and its step is wasted
+        epoch_batches = [[b for b in batches if len(b) > 1] for batches in epoch_batches]
     total_steps = sum(len(b) for b in epoch_batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
