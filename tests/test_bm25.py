@@ -138,3 +138,9 @@ def test_search_order_k_clamp_and_errors():
         BM25(method="bm25+")
     with pytest.raises(ValueError, match="b"):
         BM25(b=1.5)
+
+
+def test_index_returns_the_index_for_chaining():
+    scores, indices = BM25().index(["the cat sat", "a dog barked", "cats and dogs"],
+                                   progress=False).search(["dog"], k=1)
+    assert indices.shape == (1, 1) and indices[0, 0] in (1, 2) and scores[0, 0] > 0

@@ -158,8 +158,10 @@ class BM25:
                 out.append(list(text))
         return out
 
-    def index(self, texts: Sequence[str] | Sequence[Sequence[str]], progress: bool = True) -> None:
+    def index(self, texts: Sequence[str] | Sequence[Sequence[str]], progress: bool = True) -> BM25:
         """Precompute the (N, V) matrix of BM25 scores for every (doc, term) pair.
+
+        Returns the index itself, so ``BM25().index(docs).search(queries, k=10)`` reads as one line.
 
         texts: N documents, each a string (tokenized with ``tokenize`` and this index's
             stopwords/stemmer) or a list of tokens (used as given).
@@ -187,6 +189,7 @@ class BM25:
             (values, (rows_arr, cols_arr)), shape=(num_docs, len(self.vocab))
         )
         self._term_doc = self.doc_term.T.tocsr()  # (V, N): rows of query terms are contiguous
+        return self
 
     def _query_matrix(self, queries: list[list[str]]) -> sp.csr_matrix:
         """(Q, V) sparse term counts; a term repeated in the query counts that many times
