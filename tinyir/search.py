@@ -27,18 +27,31 @@ def _top_k_lower_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor
 
     scores: (R, C) float with no NaN, k <= C. Returns (values (R, k), columns (R, k) int64).
     ``torch.topk`` alone leaves the order of ties, and which tied entry makes the cut,
-    unspecified; here the k-th best value sets a threshold and tied entries are taken
-    left to right.
+    unspecified. The fast path keeps topk's answer and only re-sorts it; rows where a tie
+    straddles the k-th place (rare with real embeddings) take the exact slow path.
     """
+    values, columns = scores.topk(k, dim=1)  # (R, k), ties in unspecified order
+    kth_best = values[:, -1:]  # (R, 1)
+    straddling = ((scores == kth_best).sum(dim=1) != (values == kth_best).sum(dim=1))
+    rows = straddling.nonzero().squeeze(1)
+    if rows.numel():
+        values[rows], columns[rows] = _top_k_ties_left_to_right(scores[rows], k)
+    columns, by_column = columns.sort(dim=1)  # ascending column ...
+    values = values.gather(1, by_column)
+    order = values.argsort(dim=1, descending=True, stable=True)  # ... kept among equal scores
+    return values.gather(1, order), columns.gather(1, order)
+
+
+def _top_k_ties_left_to_right(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact (slow) path: the k-th best value sets a threshold; tied entries are taken left
+    to right until k are kept. Returns (values, columns), in ascending column order."""
     kth_best = scores.topk(k, dim=1).values[:, -1:]  # (R, 1)
     above = scores > kth_best  # (R, C) certainly in
     tied = scores == kth_best  # (R, C) in while places are left
     places_left = k - above.sum(dim=1, keepdim=True)  # (R, 1)
     keep = above | (tied & (tied.cumsum(dim=1) <= places_left))  # exactly k per row
     columns = keep.nonzero()[:, 1].view(-1, k)  # (R, k), ascending column order
-    values = scores.gather(1, columns)
-    order = values.argsort(dim=1, descending=True, stable=True)  # stable: ties keep column order
-    return values.gather(1, order), columns.gather(1, order)
+    return scores.gather(1, columns), columns
 
 
 def _check_embeddings(name: str, x: torch.Tensor, expected: str) -> None:
@@ -106,13 +119,12 @@ def exact_search(
         for d_start in range(0, num_docs, chunk_size):
             chunk = docs[d_start:d_start + chunk_size]  # (Nc, D)
             chunk_scores = q @ chunk.T  # (Qc, Nc)
-            chunk_indices = torch.arange(d_start, d_start + chunk.shape[0], device=q.device)
-            # Candidates: the running best (all lower indices) then this chunk, so position
-            # order equals index order among equal scores.
-            candidate_scores = torch.cat([best_scores, chunk_scores], dim=1)  # (Qc, <=k + Nc)
-            candidate_indices = torch.cat(
-                [best_indices, chunk_indices.expand(q.shape[0], -1)], dim=1
-            )
+            top_scores, top_columns = _top_k_lower_index_first(
+                chunk_scores, min(k, chunk.shape[0]))  # (Qc, <=k)
+            # Merge with the running best. The running best holds lower indices than this chunk
+            # and comes first, so position order equals index order among equal scores.
+            candidate_scores = torch.cat([best_scores, top_scores], dim=1)  # (Qc, <=2k)
+            candidate_indices = torch.cat([best_indices, top_columns + d_start], dim=1)
             keep = min(k, candidate_scores.shape[1])
             best_scores, positions = _top_k_lower_index_first(candidate_scores, keep)
             best_indices = candidate_indices.gather(1, positions)
