@@ -356,3 +356,302 @@ def _unpack(packed: Tensor, bits: int) -> Tensor:
     shifts = torch.arange(per_byte - 1, -1, -1, device=packed.device, dtype=torch.int32) * bits
     values = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & (2**bits - 1)  # (M, B, per)
     return values.reshape(packed.shape[0], -1).long()
+
+
+# ==============================================================================================
+# The ColBERT model: encoder -> linear projection -> L2 norm per token, with masks
+# (appended section; the kernels above do not depend on it)
+
+COLBERT_CONFIG_FILE = "tinyir_colbert.json"
+PROJECTION_FILE = "projection.safetensors"
+
+
+class ColBERT(torch.nn.Module):
+    """Per-token embeddings for late interaction: encoder (B, T, C) -> projection (B, T, D) ->
+    unit length per token, plus the mask of the tokens that are kept.
+
+    Args:
+        encoder: a tinyir ``Encoder``; tokenizer: its ``Tokenizer``.
+        dim: D, the size of a stored token vector (ColBERT: 128); None keeps the encoder's C
+            with no projection (zero-shot token embeddings).
+        projection: optional ``nn.Linear(C, dim, bias=False)``; a fresh one (seeded) when None.
+        query_max_length / doc_max_length: truncation, [CLS] and [SEP] included.
+        skip_punctuation: drop punctuation tokens from documents (ColBERT's skiplist): they
+            carry little meaning and would cost storage.
+
+    The mask marks a token as kept when it is real (attention mask 1) and, in a document, not
+    punctuation. Padding is never kept, so it can never win a MaxSim max.
+    """
+
+    def __init__(self, encoder, tokenizer, dim: int | None = 128,
+                 projection: torch.nn.Linear | None = None, query_max_length: int = 32,
+                 doc_max_length: int = 128, skip_punctuation: bool = True, seed: int = 0):
+        super().__init__()
+        from tinyir.encoder import Encoder
+        from tinyir.tokenizer import Tokenizer
+
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"encoder: expected a tinyir Encoder, got {type(encoder).__name__}")
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
+        C = encoder.config.hidden_size
+        if dim is not None and (not isinstance(dim, int) or dim < 1):
+            raise ValueError(f"dim: expected a positive int or None, got {dim!r}")
+        if dim is not None and projection is None:
+            projection = torch.nn.Linear(C, dim, bias=False)
+            generator = torch.Generator().manual_seed(seed)
+            bound = 1 / math.sqrt(C)  # nn.Linear's default range, drawn from a seeded generator
+            with torch.no_grad():
+                projection.weight.copy_((torch.rand(dim, C, generator=generator) * 2 - 1) * bound)
+            projection = projection.to(encoder.device)
+        if projection is not None and (
+            not isinstance(projection, torch.nn.Linear) or projection.in_features != C
+            or projection.bias is not None
+        ):
+            raise ValueError(f"projection: expected nn.Linear({C}, dim, bias=False), got {projection!r}")
+        for name, value in (("query_max_length", query_max_length),
+                            ("doc_max_length", doc_max_length)):
+            if not isinstance(value, int) or not 2 <= value <= encoder.config.max_position:
+                raise ValueError(
+                    f"{name}: expected an int in [2, {encoder.config.max_position}], got {value!r}"
+                )
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.projection = projection
+        self.query_max_length = query_max_length
+        self.doc_max_length = doc_max_length
+        self.skip_punctuation = bool(skip_punctuation)
+        skip = {tokenizer.backend.token_to_id(c) for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"}
+        self.register_buffer("skiplist", torch.tensor(sorted(i for i in skip if i is not None),
+                                                      dtype=torch.long, device=encoder.device),
+                             persistent=False)
+
+    @classmethod
+    def from_minilm(cls, dim: int | None = 128, seed: int = 0, **kwargs) -> ColBERT:
+        """all-MiniLM-L6-v2's encoder and tokenizer with a fresh (seeded) projection to ``dim``."""
+        from tinyir.encoder import Encoder
+        from tinyir.pretrained import minilm_path
+        from tinyir.tokenizer import Tokenizer
+
+        encoder = Encoder.from_pretrained(minilm_path(), device=kwargs.pop("device", None))
+        return cls(encoder, Tokenizer.minilm(), dim=dim, seed=seed, **kwargs).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @property
+    def dim(self) -> int:
+        """D, the size of one stored token vector."""
+        return self.projection.out_features if self.projection is not None else (
+            self.encoder.config.hidden_size)
+
+    def tokenize(self, texts: list[str], is_query: bool) -> dict[str, Tensor]:
+        """Texts -> ``input_ids``, ``attention_mask`` (B, T) on the model's device."""
+        max_length = self.query_max_length if is_query else self.doc_max_length
+        return {k: t.to(self.device) for k, t in self.tokenizer(texts, max_length).items()}
+
+    def keep_mask(self, input_ids: Tensor, attention_mask: Tensor, is_query: bool) -> Tensor:
+        """(B, T) bool: real tokens, minus punctuation in documents when ``skip_punctuation``."""
+        keep = attention_mask.bool()
+        if self.skip_punctuation and not is_query:
+            keep = keep & ~torch.isin(input_ids, self.skiplist)
+        return keep
+
+    def token_embeddings(self, hidden: Tensor, input_ids: Tensor, attention_mask: Tensor,
+                         is_query: bool) -> tuple[Tensor, Tensor]:
+        """Encoder output hidden (B, T, C) -> (unit token vectors (B, T, D), keep mask (B, T)).
+
+        Dropped positions hold zero vectors; the mask says which ones they are.
+        """
+        x = self.projection(hidden) if self.projection is not None else hidden  # (B, T, D)
+        x = torch.nn.functional.normalize(x, dim=-1)
+        keep = self.keep_mask(input_ids, attention_mask, is_query)  # (B, T)
+        return x * keep.unsqueeze(-1).to(x.dtype), keep
+
+    def forward(self, batch: dict[str, Tensor], is_query: bool) -> tuple[Tensor, Tensor]:
+        """A tokenized batch -> (token vectors (B, T, D), keep mask (B, T)). Differentiable."""
+        hidden = self.encoder(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
+        return self.token_embeddings(hidden, batch["input_ids"], batch["attention_mask"],
+                                     is_query)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], is_query: bool, batch_size: int = 64,
+               show_progress: bool = False) -> tuple[Tensor, Tensor]:
+        """Embed texts in batches: (N, L, D) token vectors and (N, L) bool mask, L = the longest
+        text. Texts are grouped by length so a batch pads to its own longest text."""
+        import sys
+
+        from tqdm.auto import tqdm
+
+        if not isinstance(texts, list) or not texts:
+            raise ValueError("texts: expected a non-empty list of str")
+        was_training = self.training
+        self.eval()
+        max_length = self.query_max_length if is_query else self.doc_max_length
+        ids = self.tokenizer.encode_ids(texts, max_length)
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        L = max(len(x) for x in ids)
+        out = torch.zeros(len(texts), L, self.dim, device=self.device)
+        mask = torch.zeros(len(texts), L, dtype=torch.bool, device=self.device)
+        for start in tqdm(range(0, len(texts), batch_size), desc="encode tokens", unit="batch",
+                          file=sys.stderr, disable=not show_progress):
+            rows = order[start:start + batch_size]
+            batch = {k: t.to(self.device) for k, t in self.tokenizer.pad([ids[i] for i in rows]).items()}
+            emb, keep = self(batch, is_query)  # (b, T, D), (b, T)
+            T = emb.shape[1]
+            target = torch.tensor(rows, device=self.device)
+            out[target, :T] = emb
+            mask[target, :T] = keep
+        self.train(was_training)
+        return out, mask
+
+    def encode_queries(self, texts: list[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
+        """(Q, Lq, D), (Q, Lq): see :meth:`encode`."""
+        return self.encode(texts, is_query=True, batch_size=batch_size)
+
+    def encode_docs(self, texts: list[str], batch_size: int = 64,
+                    show_progress: bool = False) -> tuple[Tensor, Tensor]:
+        """(N, Ld, D), (N, Ld): see :meth:`encode`."""
+        return self.encode(texts, is_query=False, batch_size=batch_size,
+                           show_progress=show_progress)
+
+    def save_pretrained(self, folder) -> object:
+        """Write encoder (config.json + model.safetensors), projection.safetensors, tokenizer.json
+        and tinyir_colbert.json to ``folder`` atomically (a temporary folder, then one rename)."""
+        import json
+        import os
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            self.encoder.save_pretrained(tmp)
+            self.tokenizer.save(tmp / "tokenizer.json")
+            if self.projection is not None:
+                weight = self.projection.weight.detach().cpu().contiguous()
+                save_file({"weight": weight}, str(tmp / PROJECTION_FILE), {"format": "pt"})
+            settings = {"dim": self.projection.out_features if self.projection is not None
+                        else None, "query_max_length": self.query_max_length,
+                        "doc_max_length": self.doc_max_length,
+                        "skip_punctuation": self.skip_punctuation}
+            (tmp / COLBERT_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+            old = None
+            if folder.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+                os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder, device: str | torch.device | None = None) -> ColBERT:
+        """Load a folder written by :meth:`save_pretrained`, in eval mode."""
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        from tinyir.encoder import Encoder
+        from tinyir.tokenizer import Tokenizer
+
+        folder = Path(folder)
+        if not (folder / COLBERT_CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"folder: expected {folder / COLBERT_CONFIG_FILE}")
+        settings = json.loads((folder / COLBERT_CONFIG_FILE).read_text())
+        encoder = Encoder.from_pretrained(folder, device=device)
+        projection = None
+        if settings["dim"] is not None:
+            projection = torch.nn.Linear(encoder.config.hidden_size, settings["dim"], bias=False)
+            projection.load_state_dict(load_file(str(folder / PROJECTION_FILE)))
+            projection = projection.to(encoder.device)
+        model = cls(encoder, Tokenizer.from_file(folder / "tokenizer.json"), dim=settings["dim"],
+                    projection=projection, query_max_length=settings["query_max_length"],
+                    doc_max_length=settings["doc_max_length"],
+                    skip_punctuation=settings["skip_punctuation"])
+        return model.eval()
+
+
+def train_projection(
+    model: ColBERT,
+    pairs: list[tuple[str, str]],
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
+    """Train only ``model.projection`` (the encoder stays frozen) with in-batch MaxSim InfoNCE.
+
+    The encoder runs once over every query and passage (no gradients); each step then projects a
+    batch of B queries and B passages and takes cross-entropy over the (B, B) MaxSim matrix with
+    the diagonal as labels (raw MaxSim scores as logits, as ColBERT trains). Cheap: an epoch costs
+    a few small matmuls, not a transformer pass. Returns the loss of every step.
+    """
+    import random
+    import sys
+
+    from tqdm.auto import tqdm
+
+    if model.projection is None:
+        raise ValueError("model: has no projection to train (dim=None)")
+    if len(pairs) < 2:
+        raise ValueError(f"pairs: expected at least 2 (query, passage) pairs, got {len(pairs)}")
+    queries, docs = [q for q, _ in pairs], [d for _, d in pairs]
+    with torch.inference_mode():  # the frozen encoder's output, once
+        cache = {}
+        for name, texts, is_query in (("q", queries, True), ("d", docs, False)):
+            states, masks, ids_all = [], [], []
+            for start in tqdm(range(0, len(texts), 64), desc=f"encode {name}", unit="batch",
+                              file=sys.stderr, disable=not progress):
+                batch = model.tokenize(texts[start:start + 64], is_query)
+                hidden = model.encoder(batch["input_ids"], batch["attention_mask"])  # (b, T, C)
+                for row in range(hidden.shape[0]):
+                    states.append(hidden[row].clone())
+                    masks.append(batch["attention_mask"][row].clone())
+                    ids_all.append(batch["input_ids"][row].clone())
+            cache[name] = (states, masks, ids_all)
+
+    def stack(name: str, rows: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        states, masks, ids_all = cache[name]
+        T = max(int(masks[i].sum()) for i in rows)
+        return (torch.stack([states[i][:T] for i in rows]),
+                torch.stack([masks[i][:T] for i in rows]), torch.stack([ids_all[i][:T] for i in rows]))
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    optimizer = torch.optim.Adam(model.projection.parameters(), lr=lr)
+    losses = []
+    order = list(range(len(pairs)))
+    steps = epochs * math.ceil(len(pairs) / batch_size)
+    bar = tqdm(total=steps, desc="train projection", unit="step", file=sys.stderr,
+               disable=not progress)
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            if len(rows) < 2:
+                continue
+            hq, mq, iq = stack("q", rows)
+            hd, md, id_ = stack("d", rows)
+            q, q_keep = model.token_embeddings(hq, iq, mq, is_query=True)  # (B, Lq, D)
+            d, d_keep = model.token_embeddings(hd, id_, md, is_query=False)  # (B, Ld, D)
+            scores = max_sim_matrix(q, q_keep, d, d_keep)  # (B, B)
+            loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+    bar.close()
+    model.eval()
+    return losses

@@ -1,0 +1,96 @@
+"""The ColBERT model: projection + per-token L2 norm, masks (padding, punctuation), save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tinyir.colbert import ColBERT, max_sim, train_projection
+from tinyir.encoder import Encoder, EncoderConfig
+from tinyir.tokenizer import Tokenizer
+
+DOCS = ["numpy.cumsum(a, axis=None): cumulative sum.", "Join two paths.", "x"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.minilm()
+
+
+def tiny_colbert(tokenizer, dim=16, **kwargs) -> ColBERT:
+    torch.manual_seed(0)
+    config = EncoderConfig.tiny(vocab_size=tokenizer.vocab_size, dropout=0.0)
+    return ColBERT(Encoder(config), tokenizer, dim=dim, doc_max_length=32, **kwargs).eval()
+
+
+def test_tokens_are_unit_vectors_and_masks_drop_padding_and_punctuation(tokenizer):
+    model = tiny_colbert(tokenizer)
+    emb, keep = model.encode_docs(DOCS)
+    batch = tokenizer(DOCS, max_length=32)
+    assert emb.shape == (3, batch["input_ids"].shape[1], 16)
+    assert not keep[batch["attention_mask"] == 0].any(), "padding was kept"
+    punctuation = torch.isin(batch["input_ids"], model.skiplist)
+    assert punctuation[0].sum() >= 5 and not keep[punctuation].any()
+    norms = emb.norm(dim=-1)
+    torch.testing.assert_close(norms[keep], torch.ones(int(keep.sum())))
+    assert (norms[~keep] == 0).all()
+    q, q_keep = model.encode_queries(DOCS[:1])  # queries keep their punctuation
+    assert q_keep.sum() == tokenizer(DOCS[:1], max_length=32)["attention_mask"].sum()
+
+
+def test_batched_encoding_equals_one_by_one(tokenizer):
+    model = tiny_colbert(tokenizer)
+    emb, keep = model.encode_docs(DOCS, batch_size=2)
+    for i, text in enumerate(DOCS):
+        one, one_keep = model.encode_docs([text])
+        L = one.shape[1]
+        torch.testing.assert_close(emb[i, :L], one[0], atol=1e-5, rtol=1e-5)
+        assert torch.equal(keep[i, :L], one_keep[0]) and not keep[i, L:].any()
+
+
+def test_without_projection_tokens_are_normalized_hidden_states(tokenizer):
+    model = tiny_colbert(tokenizer, dim=None, skip_punctuation=False)
+    assert model.dim == 128
+    batch = model.tokenize(DOCS[1:2], is_query=False)
+    hidden = model.encoder(batch["input_ids"], batch["attention_mask"])
+    emb, _ = model(batch, is_query=False)
+    torch.testing.assert_close(emb, torch.nn.functional.normalize(hidden, dim=-1))
+
+
+def test_save_load_round_trip(tokenizer, tmp_path):
+    model = tiny_colbert(tokenizer)
+    loaded = ColBERT.from_pretrained(model.save_pretrained(tmp_path / "cb"))
+    assert loaded.dim == 16 and loaded.doc_max_length == 32
+    for a, b in zip(model.encode_docs(DOCS), loaded.encode_docs(DOCS), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_same_seed_same_projection(tokenizer):
+    assert torch.equal(tiny_colbert(tokenizer).projection.weight,
+                       tiny_colbert(tokenizer).projection.weight)
+
+
+def test_train_projection_lowers_the_loss_and_leaves_the_encoder_alone(tokenizer):
+    model = tiny_colbert(tokenizer, dim=8)
+    before = {n: p.clone() for n, p in model.encoder.named_parameters()}
+    pairs = [("sum of elements", "cumsum sum elements"), ("open a file", "open file"),
+             ("sort a list", "sorted list"), ("random number", "random integer"),
+             ("join paths", "path join"), ("read bytes", "read binary bytes")]
+    losses = train_projection(model, pairs, epochs=40, lr=1e-2, batch_size=6, progress=False)
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.2, (losses[0], losses[-5:])
+    for name, p in model.encoder.named_parameters():
+        assert torch.equal(p, before[name]), name
+    q, qm = model.encode_queries([q for q, _ in pairs])
+    d, dm = model.encode_docs([d for _, d in pairs])
+    scores = max_sim(q, qm, d, dm)  # (6, 6)
+    assert (scores.argmax(dim=1) == torch.arange(6)).float().mean() >= 0.5
+
+
+@pytest.mark.cuda
+def test_cuda_encoding_matches_cpu(tokenizer, tmp_path):
+    model = tiny_colbert(tokenizer)
+    cpu, cpu_keep = model.encode_docs(DOCS)
+    gpu_model = ColBERT.from_pretrained(model.save_pretrained(tmp_path / "cb"), device="cuda")
+    gpu, gpu_keep = gpu_model.encode_docs(DOCS)
+    assert gpu.device.type == "cuda" and torch.equal(gpu_keep.cpu(), cpu_keep)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)

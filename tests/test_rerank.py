@@ -1,0 +1,181 @@
+"""Cross-encoder: pair encoding vs Hugging Face, batching, rerank edge cases, save/load, training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tinyir.encoder import Encoder, EncoderConfig
+from tinyir.pretrained import minilm_path
+from tinyir.rerank import (
+    CrossEncoder,
+    RetrieveThenRerank,
+    cross_encoder_loss,
+    encode_pairs,
+    train_cross_encoder,
+)
+from tinyir.tokenizer import Tokenizer
+
+QUERY = "Return the cumulative sum of the elements along a given axis."
+DOCS = [
+    "numpy.cumsum cumsum(a, axis=None, dtype=None, out=None) Parameters a : array_like",
+    "numpy.cumprod cumprod(a, axis=None) Return the cumulative product of elements.",
+    "os.path.join join(a, *p) Join two or more pathname components.",
+    "torch.nn.Linear Applies an affine linear transformation to the incoming data: y = xA^T + b",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer() -> Tokenizer:
+    return Tokenizer.minilm()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(minilm_tokenizer) -> CrossEncoder:
+    torch.manual_seed(0)
+    config = EncoderConfig.tiny(vocab_size=minilm_tokenizer.vocab_size, dropout=0.0)
+    return CrossEncoder(Encoder(config), minilm_tokenizer, max_length=48).eval()
+
+
+@pytest.mark.parametrize("max_length", [12, 40, 256])
+def test_pair_encoding_equals_hugging_face(minilm_tokenizer, max_length):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(minilm_path()))
+    queries = [QUERY, "join paths", "a" * 3]
+    docs = [DOCS[0] * 3, DOCS[2], DOCS[4]]
+    ours = encode_pairs(minilm_tokenizer, queries, docs, max_length=max_length)
+    theirs = hf(queries, docs, truncation=True, max_length=max_length, padding=True,
+                return_tensors="pt")
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert torch.equal(ours[name], theirs[name]), name
+    # The long passage was cut, the short query kept whole, and the template is BERT's.
+    ids = ours["input_ids"][0].tolist()
+    assert ids[0] == minilm_tokenizer.cls_id and ids.count(minilm_tokenizer.sep_id) == 2
+    assert ours["token_type_ids"][0, : ids.index(minilm_tokenizer.sep_id) + 1].sum() == 0
+
+
+def test_only_second_truncation_equals_hugging_face(minilm_tokenizer):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(minilm_path()))
+    queries, docs = [QUERY * 2], [DOCS[1] * 4]
+    ours = encode_pairs(minilm_tokenizer, queries, docs, max_length=40, truncation="only_second")
+    theirs = hf(queries, docs, truncation="only_second", max_length=40, return_tensors="pt")
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+
+
+def test_encode_pairs_rejects_bad_input(minilm_tokenizer):
+    with pytest.raises(ValueError, match="docs"):
+        encode_pairs(minilm_tokenizer, ["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="truncation"):
+        encode_pairs(minilm_tokenizer, ["a"], ["b"], truncation="middle")
+
+
+def test_batched_scores_equal_one_by_one(tiny_model):
+    batched = tiny_model.score(QUERY, DOCS, batch_size=3)  # mixed lengths: padding in batches
+    alone = torch.stack([tiny_model.score([(QUERY, d)], batch_size=1)[0] for d in DOCS])
+    assert batched.shape == (len(DOCS),)
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    pairs = tiny_model.score([(QUERY, d) for d in DOCS])
+    torch.testing.assert_close(pairs, batched, atol=1e-5, rtol=1e-5)
+
+
+def test_rerank_orders_by_score_and_clamps_k(tiny_model):
+    scores = tiny_model.score(QUERY, DOCS)
+    ranked = tiny_model.rerank(QUERY, DOCS, top_k=100)  # k larger than the candidates: clamps
+    assert len(ranked) == len(DOCS)
+    assert [i for i, _ in ranked] == sorted(range(len(DOCS)), key=lambda i: -scores[i].item())
+    assert [i for i, _ in tiny_model.rerank(QUERY, DOCS, top_k=2)] == [i for i, _ in ranked[:2]]
+
+
+def test_rerank_of_no_candidates_is_empty(tiny_model):
+    assert tiny_model.rerank(QUERY, [], top_k=10) == []
+    assert tiny_model.score([]).shape == (0,)
+    with pytest.raises(ValueError, match="top_k"):
+        tiny_model.rerank(QUERY, DOCS, top_k=0)
+
+
+def test_save_load_round_trip(tiny_model, tmp_path):
+    folder = tiny_model.save_pretrained(tmp_path / "ce")
+    tiny_model.save_pretrained(folder)  # overwriting an existing folder works
+    loaded = CrossEncoder.from_pretrained(folder)
+    assert loaded.max_length == tiny_model.max_length and loaded.pooling == tiny_model.pooling
+    torch.testing.assert_close(loaded.score(QUERY, DOCS), tiny_model.score(QUERY, DOCS))
+    assert not list(tmp_path.glob(".ce.*")), "temporary folders were left behind"
+
+
+def test_from_minilm_has_a_seeded_fresh_head():
+    a, b = CrossEncoder.from_minilm(max_length=32), CrossEncoder.from_minilm(max_length=32)
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert a.encoder.config.hidden_size == 384 and a.pooling == "cls"
+
+
+def test_listwise_loss_is_cross_entropy_and_log_k_at_constant_scores():
+    scores = torch.zeros(4, 5)
+    assert cross_encoder_loss(scores).item() == pytest.approx(torch.log(torch.tensor(5.0)).item())
+    scores = torch.randn(4, 5)
+    expected = -torch.log_softmax(scores, dim=1)[:, 0].mean()
+    torch.testing.assert_close(cross_encoder_loss(scores), expected)
+    bce = cross_encoder_loss(scores, "bce")
+    labels = torch.zeros(4, 5)
+    labels[:, 0] = 1
+    torch.testing.assert_close(
+        bce, torch.nn.functional.binary_cross_entropy(torch.sigmoid(scores), labels))
+
+
+def test_training_lowers_the_loss_on_a_toy_set(minilm_tokenizer):
+    torch.manual_seed(0)
+    config = EncoderConfig.tiny(vocab_size=minilm_tokenizer.vocab_size, dropout=0.0)
+    model = CrossEncoder(Encoder(config), minilm_tokenizer, max_length=32)
+    examples = [
+        ("sum of elements", "cumsum sum of elements", ["open a file", "join paths"]),
+        ("open a file", "open file descriptor", ["sum of elements", "sort a list"]),
+        ("sort a list", "sorted list order", ["open a file", "random number"]),
+        ("random number", "random integer generator", ["sort a list", "sum of elements"]),
+    ]
+
+    def loss_now() -> float:
+        with torch.no_grad():
+            groups = [(q, [p, *n]) for q, p, n in examples]
+            scores = torch.stack([model.score(q, docs) for q, docs in groups])
+            return cross_encoder_loss(scores).item()
+
+    before = loss_now()
+    history = train_cross_encoder(model, examples, epochs=15, lr=1e-3, batch_size=4,
+                                  warmup_ratio=0.0, progress=False)
+    assert len(history.losses) == 15
+    assert loss_now() < before - 0.3, (before, loss_now())
+    with pytest.raises(ValueError, match="negative"):
+        train_cross_encoder(model, [("q", "p", [])], progress=False)
+
+
+class _FixedRetriever:
+    def retrieve(self, queries, k):
+        import numpy as np
+
+        indices = np.tile(np.arange(k), (len(queries), 1))
+        return -indices.astype(np.float32), indices
+
+
+def test_retrieve_then_rerank_reorders_first_stage_and_times_stages(tiny_model):
+    pipeline = RetrieveThenRerank(_FixedRetriever(), tiny_model, DOCS, first_stage_k=100, top_k=3)
+    result = pipeline.search([QUERY, "join paths"])
+    assert result.first_stage_indices[0] == list(range(len(DOCS)))  # k clamps to the corpus
+    expected = [i for i, _ in tiny_model.rerank(QUERY, DOCS, top_k=3)]
+    assert result.indices[0] == expected
+    assert set(result.seconds) == {"retrieve", "rerank"} and result.seconds["rerank"] > 0
+    run = result.run(["q1", "q2"], [f"d{i}" for i in range(len(DOCS))])
+    assert list(run["q1"]) == [f"d{i}" for i in expected]
+    with pytest.raises(ValueError, match="top_k"):
+        RetrieveThenRerank(_FixedRetriever(), tiny_model, DOCS, first_stage_k=5, top_k=10)
+
+
+@pytest.mark.cuda
+def test_cuda_scores_match_cpu(tiny_model, tmp_path):
+    cpu = tiny_model.score(QUERY, DOCS)
+    model = CrossEncoder.from_pretrained(tiny_model.save_pretrained(tmp_path / "ce"),
+                                         device="cuda")
+    assert model.device.type == "cuda"
+    torch.testing.assert_close(model.score(QUERY, DOCS), cpu, atol=1e-4, rtol=1e-4)

@@ -1,0 +1,189 @@
+"""The course's second-stage models, built once and cached (``tinyir.cache``).
+
+- :func:`finetuned_cross_encoder`: all-MiniLM-L6-v2's encoder with a fresh linear head on [CLS],
+  fine-tuned as a reranker on pydocs training queries with BM25-mined hard negatives
+  (notebook 10 trains it; 14 loads it).
+- :func:`colbert_model`: a ColBERT on all-MiniLM-L6-v2's token embeddings (notebook 11 trains
+  it; 14 loads it). See ``COLBERT_RECIPE`` for what is trained.
+
+Both are rebuilt deterministically when the cache misses, so each notebook also runs alone.
+Cache keys hold the dataset fingerprint, the recipe and a version bumped when a builder changes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+from tinyir.bm25 import BM25
+from tinyir.cache import cached_model
+from tinyir.colbert import ColBERT, train_projection
+from tinyir.data import PYDOCS_DIR, dataset_fingerprint, load_beir, training_pairs
+from tinyir.negatives import jaccard
+from tinyir.rerank import CrossEncoder, train_cross_encoder
+
+_VERSION = 1  # bump when a builder below changes what it produces for the same key
+
+# -----------------------------------------------------------------------------------------------
+# Training groups: (query, positive, [hard negatives]) from the train split
+
+
+def bm25_training_groups(
+    n_queries: int, num_negatives: int = 3, candidates: int = 30, near_duplicate: float = 0.8,
+    seed: int = 0,
+) -> list[tuple[str, str, list[str]]]:
+    """``n_queries`` random train queries, each with one positive and ``num_negatives`` hard
+    negatives: the best BM25-ranked passages of the whole corpus that are not a positive and
+    not a near-duplicate of one (word Jaccard >= ``near_duplicate``: a likely false negative).
+
+    A query with several positives keeps its first (by doc id); a query left with fewer than
+    ``num_negatives`` negatives after filtering is skipped. Deterministic for a given seed.
+    """
+    ds = load_beir(PYDOCS_DIR, "train")
+    doc_ids, texts = ds.doc_ids, ds.doc_texts()
+    row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    qids = sorted(ds.queries)
+    qids = sorted(random.Random(seed).sample(qids, min(len(qids), int(n_queries * 1.1) + 8)))
+    bm25 = BM25()
+    bm25.index(texts, progress=False)
+    _, top = bm25.search([ds.queries[q] for q in qids], k=candidates)  # (Q, candidates)
+    groups = []
+    for qid, ranked in zip(qids, top.tolist(), strict=True):
+        positives = sorted(d for d, grade in ds.qrels[qid].items() if grade > 0)
+        pos_rows = {row[d] for d in positives}
+        negatives = []
+        for j in ranked:
+            if j in pos_rows or any(jaccard(texts[j], texts[p]) >= near_duplicate
+                                    for p in pos_rows):
+                continue
+            negatives.append(texts[j])
+            if len(negatives) == num_negatives:
+                break
+        if len(negatives) == num_negatives:
+            groups.append((ds.queries[qid], texts[row[positives[0]]], negatives))
+        if len(groups) == n_queries:
+            break
+    return groups
+
+
+# -----------------------------------------------------------------------------------------------
+# A trained model saved with the losses of its training run (for the notebooks' curves)
+
+
+class _WithLosses:
+    """Adapter for ``cached_model``: saves the model and ``train_log.json`` side by side."""
+
+    def __init__(self, model, losses: list[float], seconds: float):
+        self.model, self.losses, self.seconds = model, list(losses), float(seconds)
+
+    def save_pretrained(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+        log = {"losses": self.losses, "seconds": self.seconds}
+        (Path(folder) / "train_log.json").write_text(json.dumps(log) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path, load_model) -> _WithLosses:
+        log = json.loads((Path(folder) / "train_log.json").read_text())
+        return cls(load_model(folder), log["losses"], log["seconds"])
+
+    def attach(self):
+        """The model, with ``train_losses`` (one per step) and ``train_seconds`` attached."""
+        self.model.train_losses = self.losses
+        self.model.train_seconds = self.seconds
+        return self.model
+
+
+# -----------------------------------------------------------------------------------------------
+# The fine-tuned cross-encoder
+
+CROSS_ENCODER_RECIPE = {
+    "base": "all-MiniLM-L6-v2",
+    "pooling": "cls",
+    "max_length": 128,
+    "n_train_queries": 384,
+    "num_negatives": 3,
+    "negatives": "bm25 top-30, near-duplicates (Jaccard >= 0.8) dropped",
+    "batch_size": 8,        # groups per step: 8 x (1 + 3) = 32 pairs
+    "epochs": 1,
+    "lr": 5e-5,
+    "head_lr": 2e-3,        # the fresh head needs bigger steps (lr alone left the loss at log 4)
+    "loss": "listwise",
+    "seed": 0,
+}
+
+
+def finetuned_cross_encoder(progress: bool = True, recipe: dict | None = None) -> CrossEncoder:
+    """all-MiniLM-L6-v2 + linear head on [CLS], fine-tuned as a reranker (``CROSS_ENCODER_RECIPE``).
+
+    Built once (about a minute of training on a 2-core CPU), then loaded from the cache.
+    Returned in eval mode on the CPU, with ``train_losses`` (the loss of every step) and
+    ``train_seconds`` attached.
+    """
+    recipe = dict(CROSS_ENCODER_RECIPE, **(recipe or {}))
+    key = {"artifact": "finetuned_cross_encoder", "version": _VERSION,
+           "data": dataset_fingerprint(PYDOCS_DIR), **recipe}
+
+    def build() -> _WithLosses:
+        groups = bm25_training_groups(recipe["n_train_queries"], recipe["num_negatives"],
+                                      seed=recipe["seed"])
+        model = CrossEncoder.from_minilm(max_length=recipe["max_length"],
+                                         pooling=recipe["pooling"], seed=recipe["seed"])
+        history = train_cross_encoder(model, groups, epochs=recipe["epochs"], lr=recipe["lr"],
+                                      head_lr=recipe["head_lr"], batch_size=recipe["batch_size"], loss=recipe["loss"],
+                                      seed=recipe["seed"], progress=progress)
+        return _WithLosses(model, history.losses, history.seconds)
+
+    saved = cached_model("cross-encoder", key, build,
+                         load=lambda path: _WithLosses.load(path, CrossEncoder.from_pretrained),
+                         verbose=progress)
+    return saved.attach()
+
+
+# -----------------------------------------------------------------------------------------------
+# The ColBERT model
+
+COLBERT_RECIPE = {
+    "base": "all-MiniLM-L6-v2 (frozen)",
+    "dim": 128,
+    "query_max_length": 32,
+    "doc_max_length": 128,
+    "skip_punctuation": True,
+    "n_train_pairs": 512,
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "loss": "in-batch MaxSim InfoNCE, projection only",
+    "seed": 0,
+}
+
+
+def colbert_model(progress: bool = True, recipe: dict | None = None) -> ColBERT:
+    """A ColBERT on all-MiniLM-L6-v2 (``COLBERT_RECIPE``): the encoder frozen, a linear
+    projection 384 -> 128 trained with in-batch MaxSim InfoNCE on pydocs training pairs.
+
+    Training only the projection costs one encoder pass over the training pairs (no backward
+    through the transformer), so it is built in well under a minute and then loaded from the
+    cache. Returned in eval mode on the CPU, with ``train_losses`` and ``train_seconds``.
+    """
+    recipe = dict(COLBERT_RECIPE, **(recipe or {}))
+    key = {"artifact": "colbert_model", "version": _VERSION,
+           "data": dataset_fingerprint(PYDOCS_DIR), **recipe}
+
+    def build() -> _WithLosses:
+        pairs = training_pairs(PYDOCS_DIR, "train")
+        random.Random(recipe["seed"]).shuffle(pairs)
+        model = ColBERT.from_minilm(
+            dim=recipe["dim"], seed=recipe["seed"], query_max_length=recipe["query_max_length"],
+            doc_max_length=recipe["doc_max_length"], skip_punctuation=recipe["skip_punctuation"])
+        start = time.perf_counter()
+        losses = train_projection(model, pairs[:recipe["n_train_pairs"]], epochs=recipe["epochs"],
+                                  lr=recipe["lr"], batch_size=recipe["batch_size"],
+                                  seed=recipe["seed"], progress=progress)
+        return _WithLosses(model, losses, time.perf_counter() - start)
+
+    saved = cached_model("colbert", key, build,
+                         load=lambda path: _WithLosses.load(path, ColBERT.from_pretrained),
+                         verbose=progress)
+    return saved.attach()

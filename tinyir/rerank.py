@@ -1,0 +1,578 @@
+"""Cross-encoder reranking: read the query and the passage together, output one relevance score.
+
+A bi-encoder embeds the query and the passage separately and compares two vectors; it never sees
+them side by side. A cross-encoder feeds both through the transformer as one input,
+
+    [CLS] query [SEP] passage [SEP]        token_type_ids: 0 ... 0 1 ... 1
+
+so every query token attends to every passage token in every layer, and a linear head turns the
+final [CLS] vector into one scalar. It is more accurate, and much slower: nothing can be
+precomputed per passage, so scoring N passages costs N transformer passes at query time. Hence
+retrieve-then-rerank: a cheap first stage (BM25 or a bi-encoder) picks the top ~100 passages,
+the cross-encoder re-orders only those.
+
+    model = CrossEncoder.from_minilm()                     # MiniLM encoder + fresh linear head
+    history = train_cross_encoder(model, [(q, pos, [neg1, neg2, neg3]), ...], epochs=1)
+    model.score([(q, d1), (q, d2)])                        # (2,) scores, higher = more relevant
+    model.rerank(q, [d1, d2, d3], top_k=2)                 # [(candidate index, score), ...]
+    pipeline = RetrieveThenRerank(retriever, model, doc_texts, first_stage_k=100, top_k=10)
+
+Head: a linear layer on the final [CLS] vector (``pooling="cls"``), as BERT's sequence
+classification and the MS MARCO cross-encoders do: the pair template puts [CLS] at position 0,
+its attention reads both segments, and the score does not depend on how many padding or passage
+tokens there are. ``pooling="mean"`` (the masked mean over all tokens, MiniLM's bi-encoder
+pooling) is there to compare. Shapes: B pairs, T tokens, C hidden size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tokenizers
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from tinyir.device import seed_everything
+from tinyir.encoder import Encoder
+from tinyir.pooling import pool
+from tinyir.pretrained import minilm_path
+from tinyir.tokenizer import Tokenizer
+from tinyir.train import TrainHistory
+
+CONFIG_FILE = "tinyir_cross_encoder.json"
+HEAD_FILE = "head.safetensors"
+TRUNCATION_STRATEGIES = ("longest_first", "only_second")
+CROSS_ENCODER_POOLING = ("cls", "mean")
+CROSS_ENCODER_LOSSES = ("listwise", "bce")
+
+# -----------------------------------------------------------------------------------------------
+# Pair encoding: [CLS] query [SEP] passage [SEP]
+
+
+def pair_backend(
+    tokenizer: Tokenizer, max_length: int, truncation: str = "longest_first"
+) -> tokenizers.Tokenizer:
+    """A copy of ``tokenizer``'s Rust backend that truncates pairs to ``max_length`` tokens.
+
+    "longest_first" (Hugging Face's ``truncation=True``) removes one token at a time from the
+    longer of the two texts, so a long passage is cut first and a short query is kept whole;
+    "only_second" cuts the passage only (and fails if the query alone is too long).
+    """
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
+    if truncation not in TRUNCATION_STRATEGIES:
+        raise ValueError(f"truncation: expected one of {TRUNCATION_STRATEGIES}, got {truncation!r}")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 4:
+        raise ValueError(
+            f"max_length: expected an int >= 4 ([CLS] q [SEP] d [SEP]), got {max_length!r}"
+        )
+    backend = tokenizers.Tokenizer.from_str(tokenizer.backend.to_str())
+    backend.no_padding()
+    backend.enable_truncation(max_length, strategy=truncation)
+    return backend
+
+
+def _check_pair_texts(queries: Sequence[str], docs: Sequence[str]) -> None:
+    for name, texts in (("queries", queries), ("docs", docs)):
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise TypeError(f"{name}: expected a list of str, got {type(texts).__name__}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"{name}[{i}]: expected str, got {type(text).__name__}")
+    if len(queries) != len(docs):
+        raise ValueError(
+            f"docs: expected one passage per query ({len(queries)}), got {len(docs)}"
+        )
+    if len(queries) == 0:
+        raise ValueError("queries: expected at least one (query, passage) pair, got none")
+
+
+def _pad_pairs(encodings: Sequence[tokenizers.Encoding], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad encoded pairs: ``input_ids``, ``token_type_ids``, ``attention_mask`` (B, T)."""
+    B, T = len(encodings), max(len(e.ids) for e in encodings)
+    input_ids = np.full((B, T), pad_id, dtype=np.int64)
+    token_type_ids = np.zeros((B, T), dtype=np.int64)
+    attention_mask = np.zeros((B, T), dtype=np.int64)
+    for row, e in enumerate(encodings):
+        n = len(e.ids)
+        input_ids[row, :n] = e.ids
+        token_type_ids[row, :n] = e.type_ids
+        attention_mask[row, :n] = 1
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "token_type_ids": torch.from_numpy(token_type_ids),
+        "attention_mask": torch.from_numpy(attention_mask),
+    }
+
+
+def encode_pairs(
+    tokenizer: Tokenizer,
+    queries: Sequence[str],
+    docs: Sequence[str],
+    max_length: int = 256,
+    truncation: str = "longest_first",
+) -> dict[str, torch.Tensor]:
+    """BERT pair encoding of ``(queries[i], docs[i])``, padded to the longest pair.
+
+    Returns ``input_ids``, ``token_type_ids`` (0 for [CLS] query [SEP], 1 for passage [SEP]) and
+    ``attention_mask``, each (B, T) long; equal to Hugging Face's
+    ``AutoTokenizer(queries, docs, truncation=True, max_length=..., padding=True)``.
+    """
+    _check_pair_texts(queries, docs)
+    backend = pair_backend(tokenizer, max_length, truncation)
+    encodings = backend.encode_batch(list(zip(queries, docs, strict=True)))
+    return _pad_pairs(encodings, tokenizer.pad_id)
+
+
+# -----------------------------------------------------------------------------------------------
+# The model
+
+
+def _as_pairs(pairs_or_query, docs) -> tuple[list[str], list[str]]:
+    """Accept ``[(q, d), ...]`` or ``(query, [d1, d2, ...])``; return (queries, docs) lists."""
+    if docs is not None:
+        if not isinstance(pairs_or_query, str):
+            raise TypeError(
+                f"query: expected a str when docs are given, got {type(pairs_or_query).__name__}"
+            )
+        if isinstance(docs, str) or not isinstance(docs, Sequence):
+            raise TypeError(f"docs: expected a list of str, got {type(docs).__name__}")
+        return [pairs_or_query] * len(docs), list(docs)
+    if isinstance(pairs_or_query, str) or not isinstance(pairs_or_query, Sequence):
+        raise TypeError(
+            "pairs: expected a list of (query, passage) tuples, or score(query, docs), "
+            f"got {type(pairs_or_query).__name__}"
+        )
+    queries, passages = [], []
+    for i, pair in enumerate(pairs_or_query):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"pairs[{i}]: expected a (query, passage) pair, got {pair!r:.80}")
+        queries.append(pair[0])
+        passages.append(pair[1])
+    return queries, passages
+
+
+class CrossEncoder(nn.Module):
+    """Encoder + linear head: ``[CLS] q [SEP] d [SEP]`` -> one relevance score (a logit).
+
+    Args:
+        encoder: the transformer, (B, T) ids + token types -> (B, T, C).
+        tokenizer: its WordPiece tokenizer (pairs are encoded with the Rust backend's template).
+        max_length: a pair is truncated to this many tokens, longest text first (the passage).
+        pooling: "cls" (default: the [CLS] vector) or "mean" (masked mean over all tokens).
+        head: optional ``nn.Linear(C, 1)``; a fresh one (BERT init, N(0, 0.02)) when None.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        tokenizer: Tokenizer,
+        max_length: int = 256,
+        pooling: str = "cls",
+        head: nn.Linear | None = None,
+    ):
+        super().__init__()
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"encoder: expected a tinyir Encoder, got {type(encoder).__name__}")
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
+        if pooling not in CROSS_ENCODER_POOLING:
+            raise ValueError(f"pooling: expected one of {CROSS_ENCODER_POOLING}, got {pooling!r}")
+        if encoder.config.type_vocab_size < 2:
+            raise ValueError("encoder: a cross-encoder needs type_vocab_size >= 2 (two segments)")
+        limit = encoder.config.max_position
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or not (
+            4 <= max_length <= limit
+        ):
+            raise ValueError(f"max_length: expected an int in [4, {limit}], got {max_length!r}")
+        C = encoder.config.hidden_size
+        if head is None:
+            head = nn.Linear(C, 1)
+            nn.init.normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+            head = head.to(encoder.device)
+        if not isinstance(head, nn.Linear) or head.in_features != C or head.out_features != 1:
+            raise ValueError(f"head: expected nn.Linear({C}, 1), got {head!r}")
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.head = head
+        self.pooling = pooling
+        self.max_length = max_length
+        self._backend = pair_backend(tokenizer, max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @classmethod
+    def from_minilm(
+        cls, max_length: int = 256, pooling: str = "cls", seed: int = 0,
+        device: str | torch.device | None = None,
+    ) -> CrossEncoder:
+        """all-MiniLM-L6-v2's encoder and tokenizer with a fresh head (seeded): untrained as a
+        reranker, its scores mean nothing until :func:`train_cross_encoder` has run."""
+        encoder = Encoder.from_pretrained(minilm_path(), device=device)
+        tokenizer = Tokenizer.minilm()
+        generator = torch.Generator().manual_seed(seed)
+        head = nn.Linear(encoder.config.hidden_size, 1)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.02)
+            head.bias.zero_()
+        return cls(encoder, tokenizer, max_length, pooling, head.to(encoder.device)).eval()
+
+    def tokenize(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Pairs -> ``input_ids``, ``token_type_ids``, ``attention_mask`` (B, T) on the device."""
+        _check_pair_texts(queries, docs)
+        encodings = self._backend.encode_batch(list(zip(queries, docs, strict=True)))
+        batch = _pad_pairs(encodings, self.tokenizer.pad_id)
+        return {name: t.to(self.device) for name, t in batch.items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A tokenized batch of pairs -> scores (B,), differentiable (training calls this)."""
+        mask = batch["attention_mask"]
+        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))  # (B, T, C)
+        pooled = pool(hidden, mask, self.pooling)  # (B, C)
+        return self.head(pooled).squeeze(-1)  # (B,)
+
+    @torch.inference_mode()
+    def score(
+        self,
+        pairs,
+        docs: Sequence[str] | None = None,
+        batch_size: int = 32,
+        show_progress: bool = False,
+    ) -> torch.Tensor:
+        """Relevance scores of ``[(query, passage), ...]``, or of ``score(query, docs)``.
+
+        Returns (N,) float32 on the CPU, row i = pair i (an empty list gives an empty tensor).
+        Pairs are sorted by token count and scored ``batch_size`` at a time, so each batch pads
+        only to its own longest pair; the scores equal scoring each pair alone (up to float
+        rounding; tests/test_rerank.py checks it).
+        """
+        queries, passages = _as_pairs(pairs, docs)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        N = len(queries)
+        out = torch.empty(N, dtype=torch.float32)
+        if N == 0:
+            return out
+        _check_pair_texts(queries, passages)
+        was_training = self.training
+        self.eval()
+        encodings = self._backend.encode_batch(list(zip(queries, passages, strict=True)))
+        order = sorted(range(N), key=lambda i: -len(encodings[i].ids))  # longest first
+        for start in tqdm(range(0, N, batch_size), desc="rerank", unit="batch", file=sys.stderr,
+                          disable=not show_progress):
+            rows = order[start:start + batch_size]
+            batch = _pad_pairs([encodings[i] for i in rows], self.tokenizer.pad_id)
+            batch = {name: t.to(self.device) for name, t in batch.items()}
+            out[torch.tensor(rows)] = self(batch).float().cpu()
+        self.train(was_training)
+        return out
+
+    def rerank(
+        self, query: str, candidates: Sequence[str], top_k: int | None = None, batch_size: int = 32
+    ) -> list[tuple[int, float]]:
+        """Order ``candidates`` by cross-encoder score: ``[(candidate index, score), ...]``.
+
+        Best first, at most ``top_k`` (all when None; a ``top_k`` larger than the number of
+        candidates returns them all). An empty candidate list returns ``[]``.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query: expected str, got {type(query).__name__}")
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)
+                                  or top_k < 1):
+            raise ValueError(f"top_k: expected an int >= 1 or None, got {top_k!r}")
+        if len(candidates) == 0:
+            return []
+        scores = self.score(query, list(candidates), batch_size=batch_size)  # (N,)
+        k = len(candidates) if top_k is None else min(top_k, len(candidates))
+        # Stable order: equal scores keep the candidates' (first-stage) order.
+        order = sorted(range(len(candidates)), key=lambda i: -scores[i].item())[:k]
+        return [(i, scores[i].item()) for i in order]
+
+    # -------------------------------------------------------------------------------------------
+    # saving and loading: safetensors + JSON, no pickles
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the model to ``folder`` atomically (a temporary folder, then one rename).
+
+        Files: ``config.json`` + ``model.safetensors`` (the encoder, BERT names),
+        ``head.safetensors``, ``tokenizer.json`` and ``tinyir_cross_encoder.json``
+        (max_length, pooling). An existing ``folder`` is replaced.
+        """
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"folder: expected a directory path, {folder} is a file")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            self.encoder.save_pretrained(tmp)
+            head = {n: t.detach().cpu().contiguous() for n, t in self.head.state_dict().items()}
+            save_file(head, str(tmp / HEAD_FILE), {"format": "pt"})
+            self.tokenizer.save(tmp / "tokenizer.json")
+            settings = {"max_length": self.max_length, "pooling": self.pooling}
+            (tmp / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+            old = None
+            if folder.exists():  # a directory cannot be renamed onto a non-empty one: swap
+                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+                os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, device: str | torch.device | None = None
+    ) -> CrossEncoder:
+        """Load a folder written by :meth:`save_pretrained`, in eval mode."""
+        folder = Path(folder)
+        for name in (CONFIG_FILE, HEAD_FILE, "tokenizer.json"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"folder: expected {folder / name}, it does not exist")
+        settings = json.loads((folder / CONFIG_FILE).read_text())
+        encoder = Encoder.from_pretrained(folder, device=device)
+        head = nn.Linear(encoder.config.hidden_size, 1)
+        head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
+        model = cls(encoder, tokenizer, settings["max_length"], settings["pooling"],
+                    head.to(encoder.device))
+        return model.eval()
+
+    def extra_repr(self) -> str:
+        return f"pooling={self.pooling!r}, max_length={self.max_length}"
+
+
+# -----------------------------------------------------------------------------------------------
+# Training
+
+
+def _as_group(item, index: int) -> tuple[str, str, tuple[str, ...]]:
+    if not isinstance(item, (tuple, list)) or len(item) != 3:
+        raise ValueError(
+            f"examples[{index}]: expected (query, positive, [negatives...]), got {item!r:.80}"
+        )
+    query, positive, negatives = item[0], item[1], tuple(item[2])
+    if not negatives:
+        raise ValueError(f"examples[{index}]: expected at least one negative, got none")
+    if not all(isinstance(t, str) for t in (query, positive, *negatives)):
+        raise TypeError(f"examples[{index}]: expected strings, got {item!r:.80}")
+    return query, positive, negatives
+
+
+def cross_encoder_loss(scores: torch.Tensor, loss: str = "listwise") -> torch.Tensor:
+    """Loss of a (B, 1 + K) score matrix whose column 0 is each query's positive.
+
+    "listwise": softmax cross-entropy over the 1 + K candidates of each query (the positive must
+    out-score its own negatives; ``log(1 + K)`` at a constant score). "bce": each pair on its own,
+    sigmoid binary cross-entropy with label 1 for the positive, 0 for the negatives.
+    """
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"scores: expected shape (B, 1 + K) with K >= 1, got {tuple(scores.shape)}")
+    if loss == "listwise":
+        target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+        return F.cross_entropy(scores, target)
+    if loss == "bce":
+        labels = torch.zeros_like(scores)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(scores, labels)
+    raise ValueError(f"loss: expected one of {CROSS_ENCODER_LOSSES}, got {loss!r}")
+
+
+def train_cross_encoder(
+    model: CrossEncoder,
+    examples: Sequence,
+    epochs: int = 1,
+    lr: float = 3e-5,
+    *,
+    head_lr: float | None = None,
+    batch_size: int = 8,
+    loss: str = "listwise",
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    grad_clip: float = 1.0,
+    max_steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainHistory:
+    """Fine-tune ``model`` in place on ``(query, positive, [negatives...])`` groups.
+
+    Each step scores ``batch_size`` groups, i.e. ``batch_size * (1 + K)`` pairs, and takes one
+    AdamW step on :func:`cross_encoder_loss` (listwise softmax CE by default: it compares the
+    positive with its own hard negatives, the decision a reranker makes). Every group needs the
+    same number K >= 1 of negatives. Linear warm-up then linear decay; ``max_steps`` stops early.
+    ``head_lr`` (default: ``lr``) gives the fresh head its own, larger learning rate: at the
+    encoder's 5e-5 a randomly initialised head barely moves in a few dozen steps.
+    Returns a :class:`tinyir.train.TrainHistory` (the loss of every step); the model is left in
+    eval mode.
+    """
+    if loss not in CROSS_ENCODER_LOSSES:
+        raise ValueError(f"loss: expected one of {CROSS_ENCODER_LOSSES}, got {loss!r}")
+    if len(examples) == 0:
+        raise ValueError("examples: expected at least one (query, positive, negatives) group")
+    data = [_as_group(item, i) for i, item in enumerate(examples)]
+    counts = {len(negs) for _, _, negs in data}
+    if len(counts) > 1:
+        raise ValueError(f"examples: every group needs the same number of negatives, got {sorted(counts)}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr: expected a number > 0, got {lr!r}")
+
+    seed_everything(seed)
+    rng = random.Random(seed)
+    batches = []
+    for _ in range(epochs):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        batches += [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_steps is not None:
+        batches = batches[:max_steps]
+    total = len(batches)
+    head_params = list(model.head.parameters())
+    head_ids = {id(p) for p in head_params}
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr},
+        {"params": head_params, "lr": lr if head_lr is None else head_lr},
+    ], weight_decay=weight_decay)
+    warmup = max(1, int(warmup_ratio * total))
+
+    def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    history = TrainHistory()
+    start = time.perf_counter()
+    model.train()
+    for batch in tqdm(batches, desc="train cross-encoder", unit="step", file=sys.stderr,
+                      disable=not progress):
+        groups = [data[i] for i in batch]
+        queries = [q for q, pos, negs in groups for _ in range(1 + len(negs))]
+        docs = [d for _, pos, negs in groups for d in (pos, *negs)]
+        scores = model(model.tokenize(queries, docs)).view(len(groups), -1)  # (B, 1 + K)
+        step_loss = cross_encoder_loss(scores, loss)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        history.losses.append(step_loss.item())
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+# -----------------------------------------------------------------------------------------------
+# Retrieve, then rerank
+
+
+@dataclass
+class RerankResult:
+    """What :meth:`RetrieveThenRerank.search` returns for Q queries.
+
+    indices / scores: per query, the top_k corpus indices and cross-encoder scores, best first.
+    first_stage_indices / first_stage_scores: the first stage's top first_stage_k, best first.
+    seconds: total wall time of each stage, {"retrieve": s, "rerank": s}.
+    """
+
+    indices: list[list[int]]
+    scores: list[list[float]]
+    first_stage_indices: list[list[int]]
+    first_stage_scores: list[list[float]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def per_query_seconds(self) -> dict[str, float]:
+        """Mean seconds per query of each stage."""
+        Q = max(1, len(self.indices))
+        return {stage: s / Q for stage, s in self.seconds.items()}
+
+    def run(self, query_ids: Sequence[str], doc_ids: Sequence[str],
+            first_stage: bool = False) -> dict[str, dict[str, float]]:
+        """{query id: {doc id: score}} for :func:`tinyir.metrics.evaluate` (reranked, or the
+        first stage's ranking with ``first_stage=True``)."""
+        indices = self.first_stage_indices if first_stage else self.indices
+        scores = self.first_stage_scores if first_stage else self.scores
+        if len(query_ids) != len(indices):
+            raise ValueError(f"query_ids: expected {len(indices)} ids, got {len(query_ids)}")
+        return {qid: {doc_ids[j]: s for j, s in zip(idx, sc, strict=True)}
+                for qid, idx, sc in zip(query_ids, indices, scores, strict=True)}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class RetrieveThenRerank:
+    """A first-stage retriever picks ``first_stage_k`` passages, the cross-encoder keeps ``top_k``.
+
+    retriever: anything with ``retrieve(queries, k) -> (scores (Q, k), indices (Q, k))`` over
+    the corpus ``doc_texts`` (:class:`tinyir.evaluate.BM25Retriever`, ``DenseRetriever``).
+    """
+
+    def __init__(self, retriever, reranker: CrossEncoder, doc_texts: Sequence[str],
+                 first_stage_k: int = 100, top_k: int = 10, batch_size: int = 32):
+        if not hasattr(retriever, "retrieve"):
+            raise TypeError(
+                f"retriever: expected an object with retrieve(queries, k), got {type(retriever).__name__}"
+            )
+        if not isinstance(reranker, CrossEncoder):
+            raise TypeError(f"reranker: expected a CrossEncoder, got {type(reranker).__name__}")
+        for name, value in (("first_stage_k", first_stage_k), ("top_k", top_k)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        if top_k > first_stage_k:
+            raise ValueError(f"top_k: expected at most first_stage_k={first_stage_k}, got {top_k}")
+        self.retriever = retriever
+        self.reranker = reranker
+        self.doc_texts = list(doc_texts)
+        self.first_stage_k = first_stage_k
+        self.top_k = top_k
+        self.batch_size = batch_size
+
+    def search(self, queries: Sequence[str]) -> RerankResult:
+        """Retrieve then rerank every query; times each stage (all queries together)."""
+        if isinstance(queries, str) or len(queries) == 0:
+            raise ValueError("queries: expected a non-empty list of str")
+        k = min(self.first_stage_k, len(self.doc_texts))
+        device = self.reranker.device
+        start = time.perf_counter()
+        first_scores, first_indices = self.retriever.retrieve(list(queries), k)  # (Q, k)
+        retrieve_seconds = time.perf_counter() - start
+        first_scores = np.asarray(first_scores).tolist()
+        first_indices = [[j for j in row if j >= 0] for row in np.asarray(first_indices).tolist()]
+
+        start = time.perf_counter()
+        indices, scores = [], []
+        for query, candidates in zip(queries, first_indices, strict=True):
+            ranked = self.reranker.rerank(query, [self.doc_texts[j] for j in candidates],
+                                          top_k=self.top_k, batch_size=self.batch_size)
+            indices.append([candidates[i] for i, _ in ranked])
+            scores.append([s for _, s in ranked])
+        _synchronize(device)
+        rerank_seconds = time.perf_counter() - start
+        return RerankResult(indices, scores, first_indices,
+                            [row[:len(idx)] for row, idx in zip(first_scores, first_indices,
+                                                                strict=True)],
+                            {"retrieve": retrieve_seconds, "rerank": rerank_seconds})
