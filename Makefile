@@ -11,6 +11,8 @@ STAMP  := $(VENV)/.tinyir-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Fewer progress-bar refreshes: a flood of widget messages can outrun nbval's 5 s output wait.
+export TQDM_MININTERVAL := 1
 
 .PHONY: install data course test test-fast test-notebooks test-gpu bench lint clean-venv
 

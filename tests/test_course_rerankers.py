@@ -49,7 +49,7 @@ def test_cross_encoder_is_built_once_then_loaded(tmp_path, monkeypatch):
     assert loaded.train_losses == built.train_losses
     pairs = [("Return the cumulative sum.", "numpy.cumsum cumsum(a)"), ("join", "os.path.join")]
     torch.testing.assert_close(loaded.score(pairs), built.score(pairs))
-    assert CROSS_ENCODER_RECIPE["pooling"] == "cls" and CROSS_ENCODER_RECIPE["loss"] == "listwise"
+    assert CROSS_ENCODER_RECIPE["pooling"] == "mean" and CROSS_ENCODER_RECIPE["loss"] == "listwise"
 
 
 def test_colbert_is_built_once_then_loaded(tmp_path, monkeypatch):
