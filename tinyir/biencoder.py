@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from tinyir.atomic import atomic_folder
 from tinyir.encoder import Encoder
 from tinyir.pooling import POOLING_MODES, l2_normalize, pool
 from tinyir.pretrained import minilm_path
@@ -223,11 +221,7 @@ class BiEncoder(nn.Module):
         1_Pooling/config.json. No pickles. An existing ``folder`` is replaced.
         """
         folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"folder: expected a directory path, {folder} is a file")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             self.encoder.save_pretrained(tmp)
             self.tokenizer.save(tmp / "tokenizer.json")
             settings = {"pooling": self.pooling, "normalize": self.normalize,
@@ -242,16 +236,6 @@ class BiEncoder(nn.Module):
             })
             _write_sentence_transformers_files(tmp, self.embedding_dim, self.pooling,
                                                self.normalize, self.max_length)
-            old = None
-            if folder.exists():  # a directory cannot be renamed onto a non-empty one: swap
-                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-                os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     def extra_repr(self) -> str:

@@ -520,17 +520,14 @@ class ColBERT(torch.nn.Module):
         """Write encoder (config.json + model.safetensors), projection.safetensors, tokenizer.json
         and tinyir_colbert.json to ``folder`` atomically (a temporary folder, then one rename)."""
         import json
-        import os
-        import shutil
-        import tempfile
         from pathlib import Path
 
         from safetensors.torch import save_file
 
+        from tinyir.atomic import atomic_folder
+
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             self.encoder.save_pretrained(tmp)
             self.tokenizer.save(tmp / "tokenizer.json")
             if self.projection is not None:
@@ -541,16 +538,6 @@ class ColBERT(torch.nn.Module):
                         "doc_max_length": self.doc_max_length,
                         "skip_punctuation": self.skip_punctuation}
             (tmp / COLBERT_CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-            old = None
-            if folder.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-                os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod

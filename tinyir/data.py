@@ -28,7 +28,6 @@ walk is plain, deterministic text processing: two builds on the same pins are by
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib
@@ -38,7 +37,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from tinyir.atomic import atomic_folder
 
 DEFAULT_DATA_DIR: Path = (
     Path(os.environ["TINYIR_DATA_DIR"]).expanduser().resolve()
@@ -448,24 +448,6 @@ def training_pairs(
     ]
 
 
-@contextlib.contextmanager
-def _atomic_folder(folder: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``folder``; on success it replaces ``folder`` by renames."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private (0o700); the data is meant to be shared
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-"))
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
     with path.open("w", encoding="utf-8", newline="\n") as handle:
         for row in rows:
@@ -520,7 +502,7 @@ def write_beir(
     qrels_by_split: split name -> {query id: {doc id: grade}}. Rows keep the mappings' order.
     Every qrel id must resolve, else ``ValueError`` (nothing is written).
     """
-    with _atomic_folder(Path(folder)) as tmp:
+    with atomic_folder(Path(folder)) as tmp:
         _write_beir_files(tmp, corpus, queries, qrels_by_split)
 
 
@@ -1229,7 +1211,7 @@ def build_pydocs(
         if not reasons:
             return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
         print(f"pydocs: rebuilding {out_dir}: " + "; ".join(reasons), file=sys.stderr)
-    with _atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir) as tmp:
         with tempfile.TemporaryDirectory(prefix="tinyir-walk-") as workdir:
             walk = _run_walk(module_list, Path(workdir), progress)
         if walk["failed"]:

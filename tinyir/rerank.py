@@ -27,11 +27,8 @@ pooling) is there to compare. Shapes: B pairs, T tokens, C hidden size.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from tinyir.atomic import atomic_folder
 from tinyir.device import seed_everything
 from tinyir.encoder import Encoder
 from tinyir.pooling import pool
@@ -315,27 +313,13 @@ class CrossEncoder(nn.Module):
         (max_length, pooling). An existing ``folder`` is replaced.
         """
         folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"folder: expected a directory path, {folder} is a file")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             self.encoder.save_pretrained(tmp)
             head = {n: t.detach().cpu().contiguous() for n, t in self.head.state_dict().items()}
             save_file(head, str(tmp / HEAD_FILE), {"format": "pt"})
             self.tokenizer.save(tmp / "tokenizer.json")
             settings = {"max_length": self.max_length, "pooling": self.pooling}
             (tmp / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-            old = None
-            if folder.exists():  # a directory cannot be renamed onto a non-empty one: swap
-                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-                os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod

@@ -1,0 +1,35 @@
+"""atomic_folder: the new folder appears whole, or the old one stays untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinyir.atomic import atomic_folder
+
+
+def test_replaces_an_existing_folder_whole(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_folder(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # nothing visible before the block ends
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp or old folder left
+
+
+def test_an_error_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(target) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_file_in_the_way_is_named(tmp_path):
+    (tmp_path / "model").write_text("not a folder")
+    with pytest.raises(ValueError, match="folder"), atomic_folder(tmp_path / "model"):
+        pass
