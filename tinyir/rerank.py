@@ -48,7 +48,7 @@ from tinyir.encoder import Encoder
 from tinyir.pooling import pool
 from tinyir.pretrained import minilm_path
 from tinyir.tokenizer import Tokenizer
-from tinyir.train import TrainHistory
+from tinyir.train import TrainHistory, warmup_linear_schedule
 
 CONFIG_FILE = "tinyir_cross_encoder.json"
 HEAD_FILE = "head.safetensors"
@@ -437,14 +437,7 @@ def train_cross_encoder(
         {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr},
         {"params": head_params, "lr": lr if head_lr is None else head_lr},
     ], weight_decay=weight_decay)
-    warmup = max(1, int(warmup_ratio * total))
-
-    def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_linear_schedule(optimizer, total, warmup_ratio)
     history = TrainHistory()
     start = time.perf_counter()
     model.train()
