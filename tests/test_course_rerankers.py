@@ -42,14 +42,17 @@ def test_bm25_groups_have_true_hard_negatives():
 
 def test_cross_encoder_is_built_once_then_loaded(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYIR_CACHE_DIR", str(tmp_path))
-    tiny = {"n_train_queries": 8, "batch_size": 4, "max_length": 32}
+    tiny = {"n_train_queries": 8, "batch_size": 4, "max_length": 32, "base": "minilm"}
     built = finetuned_cross_encoder(progress=False, recipe=tiny)
     assert isinstance(built, CrossEncoder) and len(built.train_losses) == 2
     loaded = finetuned_cross_encoder(progress=False, recipe=tiny)
     assert loaded.train_losses == built.train_losses
     pairs = [("Return the cumulative sum.", "numpy.cumsum cumsum(a)"), ("join", "os.path.join")]
     torch.testing.assert_close(loaded.score(pairs), built.score(pairs))
-    assert CROSS_ENCODER_RECIPE["pooling"] == "mean" and CROSS_ENCODER_RECIPE["loss"] == "listwise"
+    assert built.pooling == CROSS_ENCODER_RECIPE["pooling"] == "segments"
+    assert CROSS_ENCODER_RECIPE["loss"] == "listwise"
+    with pytest.raises(ValueError, match="base"):
+        finetuned_cross_encoder(progress=False, recipe={**tiny, "base": "bert"})
 
 
 def test_colbert_is_built_once_then_loaded(tmp_path, monkeypatch):

@@ -112,6 +112,66 @@ def test_from_minilm_has_a_seeded_fresh_head():
     assert a.encoder.config.hidden_size == 384 and a.pooling == "cls"
 
 
+@pytest.fixture(scope="module")
+def tiny_segments(minilm_tokenizer) -> CrossEncoder:
+    torch.manual_seed(1)
+    config = EncoderConfig.tiny(vocab_size=minilm_tokenizer.vocab_size, dropout=0.0)
+    head = torch.nn.Linear(config.hidden_size, 1)
+    torch.nn.init.normal_(head.weight)
+    return CrossEncoder(Encoder(config), minilm_tokenizer, max_length=48, pooling="segments",
+                        head=head).eval()
+
+
+def test_segments_head_is_a_linear_map_of_the_segment_cosine_terms(tiny_segments):
+    """Oracle: split each pair's token vectors by segment with a Python loop, mean, normalize."""
+    model = tiny_segments
+    batch = model.tokenize([QUERY] * len(DOCS), DOCS)
+    with torch.no_grad():
+        hidden = model.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        got = model(batch)
+    for i in range(len(DOCS)):
+        rows = {0: [], 1: []}
+        for t in range(hidden.shape[1]):
+            if batch["attention_mask"][i, t]:
+                rows[int(batch["token_type_ids"][i, t])].append(hidden[i, t])
+        u, v = (torch.nn.functional.normalize(torch.stack(rows[s]).mean(0), dim=0) for s in (0, 1))
+        expected = model.head(u * v)
+        torch.testing.assert_close(got[i], expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_segments_batched_scores_equal_one_by_one_and_survive_save_load(tiny_segments, tmp_path):
+    batched = tiny_segments.score(QUERY, DOCS, batch_size=3)  # padding in the batches
+    alone = torch.stack([tiny_segments.score([(QUERY, d)], batch_size=1)[0] for d in DOCS])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    loaded = CrossEncoder.from_pretrained(tiny_segments.save_pretrained(tmp_path / "seg"))
+    assert loaded.pooling == "segments"
+    torch.testing.assert_close(loaded.score(QUERY, DOCS), batched)
+
+
+def test_segments_from_minilm_starts_as_scaled_cosine():
+    """At step 0 the head is 1/tau in every dimension: the score is cos(u, v) / tau."""
+    from tinyir.rerank import SEGMENTS_INIT_SCALE, segment_product
+
+    model = CrossEncoder.from_minilm(max_length=32, pooling="segments")
+    assert torch.all(model.head.weight == SEGMENTS_INIT_SCALE) and model.head.bias.item() == 0
+    batch = model.tokenize([QUERY] * 2, DOCS[:2])
+    with torch.no_grad():
+        hidden = model.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        cos = segment_product(hidden, batch["attention_mask"], batch["token_type_ids"]).sum(-1)
+        torch.testing.assert_close(model(batch), SEGMENTS_INIT_SCALE * cos, atol=1e-4, rtol=1e-5)
+    assert cos.abs().max() <= 1 + 1e-5
+
+
+def test_segment_product_rejects_missing_segments():
+    from tinyir.rerank import segment_product
+
+    hidden, mask = torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        segment_product(hidden, mask, None)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        segment_product(hidden, mask, torch.zeros(2, 4, dtype=torch.long))  # no passage tokens
+
+
 def test_listwise_loss_is_cross_entropy_and_log_k_at_constant_scores():
     scores = torch.zeros(4, 5)
     assert cross_encoder_loss(scores).item() == pytest.approx(torch.log(torch.tensor(5.0)).item())

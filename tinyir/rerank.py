@@ -21,7 +21,16 @@ Head: a linear layer on the final [CLS] vector (``pooling="cls"``), as BERT's se
 classification and the MS MARCO cross-encoders do: the pair template puts [CLS] at position 0,
 its attention reads both segments, and the score does not depend on how many padding or passage
 tokens there are. ``pooling="mean"`` (the masked mean over all tokens, MiniLM's bi-encoder
-pooling) is there to compare. Shapes: B pairs, T tokens, C hidden size.
+pooling) is there to compare.
+
+``pooling="segments"``: the query's and the passage's tokens are still encoded *together* (full
+cross-attention in every layer), then each segment is mean-pooled and L2-normalized, and the
+linear head reads their element-wise product: score = w . (u * v) + b. With w = 1/tau in every
+dimension (what :meth:`CrossEncoder.from_minilm` sets for this pooling) the score at step 0 is
+cos(u, v) / tau, a ranking a pretrained bi-encoder already makes meaningful; fine-tuning then
+teaches the encoder to use the cross-attention and the head to reweight dimensions. A fresh
+head on [CLS] or on the mean instead starts at random and needs thousands of steps, more than a
+CPU lesson can afford. Shapes: B pairs, T tokens, C hidden size.
 """
 
 from __future__ import annotations
@@ -53,7 +62,8 @@ from tinyir.train import TrainHistory, warmup_linear_schedule
 CONFIG_FILE = "tinyir_cross_encoder.json"
 HEAD_FILE = "head.safetensors"
 TRUNCATION_STRATEGIES = ("longest_first", "only_second")
-CROSS_ENCODER_POOLING = ("cls", "mean")
+CROSS_ENCODER_POOLING = ("cls", "mean", "segments")
+SEGMENTS_INIT_SCALE = 20.0  # 1 / tau with tau = 0.05: the head starts as a scaled cosine
 CROSS_ENCODER_LOSSES = ("listwise", "bce")
 
 # -----------------------------------------------------------------------------------------------
@@ -163,6 +173,24 @@ def _as_pairs(pairs_or_query, docs) -> tuple[list[str], list[str]]:
     return queries, passages
 
 
+def segment_product(
+    hidden: torch.Tensor, mask: torch.Tensor, token_type_ids: torch.Tensor
+) -> torch.Tensor:
+    """(B, T, C) token vectors of ``[CLS] q [SEP] d [SEP]`` pairs -> (B, C) u * v, where u and v
+    are the L2-normalized masked means of segment 0 ([CLS] q [SEP]) and segment 1 (d [SEP]).
+    Summed over C it is cos(u, v). Padding (mask 0) is in neither segment."""
+    if token_type_ids is None:
+        raise ValueError("token_type_ids: the segments pooling needs them (0 = query, 1 = passage)")
+    real = mask.bool()
+    first = (real & (token_type_ids == 0)).unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    second = (real & (token_type_ids == 1)).unsqueeze(-1).to(hidden.dtype)
+    if (second.sum(dim=1) == 0).any():
+        raise ValueError("token_type_ids: every pair needs at least one passage token (type 1)")
+    u = (hidden * first).sum(dim=1) / first.sum(dim=1).clamp(min=1)  # (B, C)
+    v = (hidden * second).sum(dim=1) / second.sum(dim=1)
+    return F.normalize(u, dim=-1) * F.normalize(v, dim=-1)
+
+
 class CrossEncoder(nn.Module):
     """Encoder + linear head: ``[CLS] q [SEP] d [SEP]`` -> one relevance score (a logit).
 
@@ -170,7 +198,8 @@ class CrossEncoder(nn.Module):
         encoder: the transformer, (B, T) ids + token types -> (B, T, C).
         tokenizer: its WordPiece tokenizer (pairs are encoded with the Rust backend's template).
         max_length: a pair is truncated to this many tokens, longest text first (the passage).
-        pooling: "cls" (default: the [CLS] vector) or "mean" (masked mean over all tokens).
+        pooling: "cls" (default: the [CLS] vector), "mean" (masked mean over all tokens) or
+            "segments" (the head reads u * v, the unit means of the query and passage tokens).
         head: optional ``nn.Linear(C, 1)``; a fresh one (BERT init, N(0, 0.02)) when None.
     """
 
@@ -220,14 +249,29 @@ class CrossEncoder(nn.Module):
         cls, max_length: int = 256, pooling: str = "cls", seed: int = 0,
         device: str | torch.device | None = None,
     ) -> CrossEncoder:
-        """all-MiniLM-L6-v2's encoder and tokenizer with a fresh head (seeded): untrained as a
-        reranker, its scores mean nothing until :func:`train_cross_encoder` has run."""
+        """all-MiniLM-L6-v2's encoder and tokenizer with a fresh head (see :meth:`from_encoder`)."""
         encoder = Encoder.from_pretrained(minilm_path(), device=device)
-        tokenizer = Tokenizer.minilm()
+        return cls.from_encoder(encoder, Tokenizer.minilm(), max_length, pooling, seed)
+
+    @classmethod
+    def from_encoder(
+        cls, encoder: Encoder, tokenizer: Tokenizer, max_length: int = 256, pooling: str = "cls",
+        seed: int = 0,
+    ) -> CrossEncoder:
+        """A cross-encoder on ``encoder`` (e.g. a fine-tuned bi-encoder's) with a fresh head.
+
+        With "cls" or "mean" the head is random (seeded, N(0, 0.02)): its scores mean nothing
+        until :func:`train_cross_encoder` has run. With "segments" it is ``SEGMENTS_INIT_SCALE``
+        in every dimension: the score starts as cos(query segment, passage segment) / tau of
+        the jointly encoded pair. Returned in eval mode, on the encoder's device.
+        """
         generator = torch.Generator().manual_seed(seed)
         head = nn.Linear(encoder.config.hidden_size, 1)
         with torch.no_grad():
-            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.02)
+            if pooling == "segments":  # score = cos(u, v) / tau at step 0
+                head.weight.fill_(SEGMENTS_INIT_SCALE)
+            else:
+                head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.02)
             head.bias.zero_()
         return cls(encoder, tokenizer, max_length, pooling, head.to(encoder.device)).eval()
 
@@ -242,7 +286,10 @@ class CrossEncoder(nn.Module):
         """A tokenized batch of pairs -> scores (B,), differentiable (training calls this)."""
         mask = batch["attention_mask"]
         hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))  # (B, T, C)
-        pooled = pool(hidden, mask, self.pooling)  # (B, C)
+        if self.pooling == "segments":
+            pooled = segment_product(hidden, mask, batch["token_type_ids"])  # (B, C)
+        else:
+            pooled = pool(hidden, mask, self.pooling)  # (B, C)
         return self.head(pooled).squeeze(-1)  # (B,)
 
     @torch.inference_mode()
