@@ -25,7 +25,9 @@ from tinyir.data import PYDOCS_DIR, dataset_fingerprint, load_beir, training_pai
 from tinyir.negatives import jaccard
 from tinyir.rerank import CrossEncoder, train_cross_encoder
 
-_VERSION = 2  # bump when a builder below changes what it produces for the same key
+# Bump a builder's version when it changes what it produces for the same key.
+_CROSS_ENCODER_VERSION = 2
+_COLBERT_VERSION = 1
 
 # -----------------------------------------------------------------------------------------------
 # Training groups: (query, positive, [hard negatives]) from the train split
@@ -130,7 +132,7 @@ def finetuned_cross_encoder(progress: bool = True, recipe: dict | None = None) -
     with ``train_losses`` (the loss of every step) and ``train_seconds`` attached.
     """
     recipe = dict(CROSS_ENCODER_RECIPE, **(recipe or {}))
-    key = {"artifact": "finetuned_cross_encoder", "version": _VERSION,
+    key = {"artifact": "finetuned_cross_encoder", "version": _CROSS_ENCODER_VERSION,
            "data": dataset_fingerprint(PYDOCS_DIR), "base_recipe": str(FINETUNE_RECIPE), **recipe}
 
     def build() -> _WithLosses:
@@ -184,7 +186,7 @@ def colbert_model(progress: bool = True, recipe: dict | None = None) -> ColBERT:
     cache. Returned in eval mode on the CPU, with ``train_losses`` and ``train_seconds``.
     """
     recipe = dict(COLBERT_RECIPE, **(recipe or {}))
-    key = {"artifact": "colbert_model", "version": _VERSION,
+    key = {"artifact": "colbert_model", "version": _COLBERT_VERSION,
            "data": dataset_fingerprint(PYDOCS_DIR), **recipe}
 
     def build() -> _WithLosses:
