@@ -3,7 +3,8 @@
 - the committed exercises/ equal a fresh build, byte for byte (fix: `tinyir grading build`);
 - the build keeps hints and indentation, clears outputs, refuses malformed solution blocks;
 - every solution notebook runs top to bottom in a Jupyter kernel without an error, so all its
-  self-checks pass (what `pytest --nbval-lax solutions/` checks too);
+  self-checks pass; cells tagged `skip_in_grading` (the MiniLM demos, minutes on a CPU) are left
+  out here, as the grader leaves them out: `pytest --nbval-lax solutions/` runs them in full;
 - every exercise notebook runs, cell by cell, until its first error, which must be the
   NotImplementedError of one of its stubs.
 """
@@ -24,7 +25,12 @@ from tinyir.grading import (
     check_exercises_in_sync,
     read_exercises,
 )
-from tinyir.grading.build import build_notebook, notebook_text, stub_source
+from tinyir.grading.build import (
+    build_notebook,
+    notebook_text,
+    skipped_in_grading,
+    stub_source,
+)
 
 SOLUTIONS = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
 NAMES = [p.name for p in SOLUTIONS]
@@ -124,6 +130,19 @@ def test_build_clears_outputs_and_needs_exercise_metadata():
         build_notebook(_notebook(_code("x = 1\n", exercise="topic.x", points=0)), "t")
 
 
+def test_build_keeps_skip_in_grading_and_rejects_it_on_exercises():
+    demo = _code("print('a heavy demo')\n", skip_in_grading=True)
+    built = build_notebook(_notebook(_code("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n",
+                                           exercise="topic.x", points=1), demo), "t.ipynb")
+    assert built["cells"][1]["metadata"]["tinyir"] == {"skip_in_grading": True}
+    assert skipped_in_grading(built["cells"][1]) and not skipped_in_grading(built["cells"][0])
+    with pytest.raises(ValueError, match="skip_in_grading"):
+        build_notebook(_notebook(_code("x = 1\n", exercise="topic.x", points=1,
+                                       skip_in_grading=True)), "t")
+    with pytest.raises(ValueError, match="skip_in_grading"):
+        build_notebook(_notebook(_code("x = 1\n", skip_in_grading="yes")), "t")
+
+
 def test_solution_notebooks_are_committed_clean_and_declare_exercises():
     for path in SOLUTIONS:
         nb = json.loads(path.read_text())
@@ -141,7 +160,8 @@ def test_solution_notebooks_are_committed_clean_and_declare_exercises():
 
 
 def _run_cell_by_cell(path: Path):
-    """Execute a notebook's code cells in order; return (index, error) of the first failure."""
+    """Execute a notebook's code cells in order, except those the grader skips; return (index,
+    error) of the first failure."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -151,7 +171,7 @@ def _run_cell_by_cell(path: Path):
                             resources={"metadata": {"path": str(path.parent)}})
     with client.setup_kernel():
         for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
+            if cell.cell_type != "code" or skipped_in_grading(cell):
                 continue
             try:
                 client.execute_cell(cell, index)

@@ -3,7 +3,9 @@
 One grading run (module fixture, 2 jobs, short timeouts) over students built from solutions/
 and exercises/: `solutions` (full marks), `blank` (the raw exercises), `loop`, `exit`, `spam`,
 `hog`, `syntax`, `renamed`, `moved`. The tests assert the exact status of every exercise, then
-that reruns resume, that --force regrades, and that two runs write the same CSV.
+that reruns resume, that --force regrades, and that two runs write the same CSV. Cells tagged
+`skip_in_grading` (the MiniLM demos of notebooks 05 and 06) are not run by the grader: a small
+notebook whose tagged cells would sleep, raise or redefine the answer shows it.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from tinyir.grading import (
     STATUSES,
     format_summary,
     grade,
+    read_exercises,
 )
-from tinyir.grading.build import cell_tags
-from tinyir.grading.grader import Limits, grade_notebook, load_specs
+from tinyir.grading.build import Exercise, cell_tags
+from tinyir.grading.grader import Limits, NotebookSpec, grade_notebook, load_specs
 
 JOBS = 2
 TIMEOUT = 20  # seconds per notebook run: the loop student waits this long, twice in parallel
 MEMORY_MB = 1536
 NOTEBOOKS = sorted(p.name for p in SOLUTIONS_DIR.glob("*.ipynb"))
+N_EXERCISES = sum(len(read_exercises(EXERCISES_DIR / name)) for name in NOTEBOOKS)
 POOLING, COSTS = "01_pooling.ipynb", "04_costs.ipynb"
 
 
@@ -181,14 +185,15 @@ def statuses(rows, student: str, notebook: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_solutions_get_full_marks(graded):
     mine = [r for r in graded["rows"] if r.student == "solutions"]
-    assert len(mine) == 14
+    assert len(mine) == N_EXERCISES
+    assert {r.notebook for r in mine} == set(NOTEBOOKS)
     assert all(r.status == "ok" and r.points == r.max_points for r in mine), mine
 
 
 @pytest.mark.slow
 def test_blank_exercises_score_zero_not_implemented(graded):
     mine = [r for r in graded["rows"] if r.student == "blank"]
-    assert len(mine) == 14
+    assert len(mine) == N_EXERCISES
     assert all(r.points == 0 and r.status == "not_implemented" for r in mine), mine
 
 
@@ -235,7 +240,7 @@ def test_csv_is_sorted_complete_and_has_no_timings(graded):
                         "message"]
     body = table[1:]
     assert body == sorted(body, key=lambda r: (r[0], r[1], r[2]))
-    assert len(body) == 9 * 14
+    assert len(body) == 9 * N_EXERCISES
     assert not any("tinyir-grade-" in cell or "/tmp" in cell for row in body for cell in row)
 
 
@@ -350,3 +355,56 @@ def test_every_exercise_has_grading_tests_and_private_tests_load(tmp_path):
     (private / "broken.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match="NOTEBOOK"):
         load_specs(extra_tests=private)
+
+
+# -- cells the grader skips --------------------------------------------------------------------
+
+
+def test_cells_tagged_skip_in_grading_are_not_run(tmp_path):
+    """Tagged cells that would sleep past the timeout, raise, or break the answer never run;
+    the flag on an exercise cell is ignored (a student cannot hide an answer with it)."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "t.py").write_text(
+        'from tinyir.grading import check\n\nNOTEBOOK = "99_skip.ipynb"\n\n\n'
+        '@check("skip.double")\ndef doubles(double):\n    assert double(21) == 42, double(21)\n')
+    nb = {"cells": [
+        code_cell("def double(x):\n    return 2 * x\n", exercise="skip.double", points=1),
+        code_cell("import time\ntime.sleep(60)\n", skip_in_grading=True),
+        code_cell("raise RuntimeError('a demo that must not run')\n", skip_in_grading=True),
+        code_cell("def double(x):\n    return 0\n", skip_in_grading=True),
+        code_cell("assert double(2) == 4\nDOUBLED = True\n", self_check="skip.double",
+                  skip_in_grading=True),
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    save(nb, tmp_path / "student" / "99_skip.ipynb")
+    spec = NotebookSpec("99_skip.ipynb", (Exercise("skip.double", 1, ("double",), 0),),
+                        (str(tests / "t.py"),), {"skip.double": (("doubles", 1.0, ""),)})
+    start = time.perf_counter()
+    result = grade_notebook("student", tmp_path / "student", spec,
+                            Limits(timeout=TIMEOUT, memory_mb=MEMORY_MB, max_output_bytes=10_000))
+    assert time.perf_counter() - start < TIMEOUT / 2  # the sleeping cell did not run
+    assert [(r.status, r.points) for r in result.rows] == [("ok", 1)], result.rows
+    assert result.notes == []  # no cell raised: the RuntimeError cell never ran
+
+    # The same notebook with the exercise cell tagged: the flag is ignored, it still runs.
+    nb["cells"][0]["metadata"]["tinyir"]["skip_in_grading"] = True
+    save(nb, tmp_path / "student" / "99_skip.ipynb")
+    result = grade_notebook("student", tmp_path / "student", spec,
+                            Limits(timeout=TIMEOUT, memory_mb=MEMORY_MB, max_output_bytes=10_000))
+    assert [r.status for r in result.rows] == ["ok"], result.rows
+
+
+def test_solution_demos_are_tagged_and_the_build_keeps_the_flag():
+    """The MiniLM demos are skipped by the grader, and exercises/ keeps the flag."""
+    for name in NOTEBOOKS:
+        solution_cells = solution(name)["cells"]
+        exercise_cells = load(EXERCISES_DIR / name)["cells"]
+        flags = [cell_tags(c).get("skip_in_grading", False) for c in solution_cells]
+        assert flags == [cell_tags(c).get("skip_in_grading", False) for c in exercise_cells]
+        graded_code = "".join("".join(c["source"])
+                              for c, flag in zip(solution_cells, flags, strict=True)
+                              if c["cell_type"] == "code" and not flag)
+        assert "BiEncoder.minilm(" not in graded_code, f"{name}: MiniLM in a graded cell"
+        assert "CrossEncoder.from_minilm(" not in graded_code, f"{name}: MiniLM in a graded cell"
+    assert any(cell_tags(c).get("skip_in_grading") for c in solution("05_training_loop.ipynb")
+               ["cells"])

@@ -10,7 +10,10 @@
   ``{"tinyir": {"exercise": "<topic>.<name>", "points": 2}}``, and optionally ``"names"``: the
   top-level names the grader looks up for this exercise (default: the id's part after its last
   dot, so "pooling.mean_pooling" is graded through the function ``mean_pooling``);
-- the visible self-check right after it carries ``{"tinyir": {"self_check": "<exercise id>"}}``.
+- the visible self-check right after it carries ``{"tinyir": {"self_check": "<exercise id>"}}``;
+- a code cell tagged ``{"tinyir": {"skip_in_grading": true}}`` (a heavy demo, and anything that
+  only feeds it) is left out when grading; students and nbval still run it. Exercise and
+  self-check cells cannot carry the flag.
 
 The build also clears outputs and execution counts and writes the notebook JSON the way Jupyter
 does (sorted keys, one-space indent), so the same solutions always give the same bytes and
@@ -36,6 +39,7 @@ BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 STUB_MESSAGE = "{exercise}: your code here"
 _HINT = re.compile(r"^\s*(# HINT|### HINT)")
+SKIP_IN_GRADING = "skip_in_grading"
 _EXERCISE_ID = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+")
 # Cell metadata the build drops: execution timings that change on every run.
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
@@ -62,6 +66,16 @@ def cell_tags(cell: dict[str, Any]) -> dict[str, Any]:
     meta = cell.get("metadata")
     tags = meta.get("tinyir") if isinstance(meta, dict) else None
     return tags if isinstance(tags, dict) else {}
+
+
+def skipped_in_grading(cell: dict[str, Any]) -> bool:
+    """Whether the grader leaves this cell out (``{"tinyir": {"skip_in_grading": true}}``).
+
+    Exercise and self-check cells always run, whatever their metadata says: a student cannot
+    hide an answer (or its self-check) from the grader this way.
+    """
+    tags = cell_tags(cell)
+    return tags.get(SKIP_IN_GRADING) is True and not ("exercise" in tags or "self_check" in tags)
 
 
 def read_notebook_json(path: str | Path) -> dict[str, Any]:
@@ -163,6 +177,14 @@ def build_notebook(nb: dict[str, Any], name: str = "notebook") -> dict[str, Any]
         meta = cell.setdefault("metadata", {})
         for key in _VOLATILE_CELL_METADATA:
             meta.pop(key, None)
+        tags = cell_tags(cell)
+        if SKIP_IN_GRADING in tags:
+            if not isinstance(tags[SKIP_IN_GRADING], bool):
+                raise ValueError(f"{where}: {SKIP_IN_GRADING}: expected true or false, got "
+                                 f"{tags[SKIP_IN_GRADING]!r}")
+            if "exercise" in tags or "self_check" in tags:
+                raise ValueError(f"{where}: {SKIP_IN_GRADING} cannot mark an exercise or a "
+                                 "self-check cell: the grader always runs those")
         source = cell_source(cell)
         has_block = any(line.strip() == BEGIN_SOLUTION for line in source.splitlines())
         if cell.get("cell_type") != "code":

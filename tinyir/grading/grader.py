@@ -5,10 +5,11 @@
 
 ``submissions/<student id>/`` holds a student's notebooks, named as in ``exercises/``. For each
 (student, notebook) the grader copies the student's folder to a scratch directory and runs
-``python -m tinyir.grading.runner`` there (see that module): every code cell in order, errors
-recorded without stopping, then the grading tests of each exercise against what the notebook
-defined. The process has a wall-clock timeout (its whole process group is killed), an address
-space limit, a file size limit and a cap on printed output. When it dies in a cell or a check,
+``python -m tinyir.grading.runner`` there (see that module): every code cell in order (except
+those tagged ``{"tinyir": {"skip_in_grading": true}}``: heavy demos), errors recorded without
+stopping, then the grading tests of each exercise against what the notebook defined. The
+process has a wall-clock timeout (its whole process group is killed), an address space limit, a
+file size limit and a cap on printed output. When it dies in a cell or a check,
 that cell or check is marked (timeout, memory, crashed) and the notebook runs again without it,
 up to ``MAX_ATTEMPTS`` runs, so one bad function costs its own points only.
 
@@ -60,6 +61,7 @@ from tinyir.grading.build import (
     python_source,
     read_exercises,
     read_notebook_json,
+    skipped_in_grading,
     write_atomic,
 )
 from tinyir.grading.checks import collect_checks, find_test_modules, load_module
@@ -336,7 +338,8 @@ class _NotebookRun:
         self.cells = {
             i: _CellInfo(i, cell_source(c), cell_tags(c).get("exercise"),
                          cell_tags(c).get("self_check"))
-            for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "code"
+            for i, c in enumerate(nb["cells"])
+            if c.get("cell_type") == "code" and not skipped_in_grading(c)
         }
         self.skipped_cells: set[int] = set()
         self.stopped: set[str] = set()  # exercises whose checks are not run again

@@ -10,8 +10,9 @@ no file it writes can fill the disk; ``SIGXFSZ`` is ignored so an oversized writ
 ``OSError`` instead of killing the process) and core dumps. ``sys.stdout``/``sys.stderr`` are
 replaced by streams that stop forwarding after ``max_output_bytes``.
 
-Then, like nbgrader, it runs every code cell in order in one namespace (IPython magics are
-stripped), recording each cell's error without stopping; and runs the grading tests of every
+Then, like nbgrader, it runs every code cell of the job in order in one namespace (IPython magics
+are stripped; the grader leaves cells tagged ``skip_in_grading`` out of the job), recording each
+cell's error without stopping; and runs the grading tests of every
 exercise against that namespace, looking the student's objects up by name, so moved or
 duplicated cells do not matter (the last definition wins).
 
