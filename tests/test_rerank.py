@@ -233,9 +233,10 @@ def test_retrieve_then_rerank_reorders_first_stage_and_times_stages(tiny_model):
 
 
 @pytest.mark.cuda
-def test_cuda_scores_match_cpu(tiny_model, tmp_path):
-    cpu = tiny_model.score(QUERY, DOCS)
-    model = CrossEncoder.from_pretrained(tiny_model.save_pretrained(tmp_path / "ce"),
-                                         device="cuda")
-    assert model.device.type == "cuda"
+@pytest.mark.parametrize("head", ["cls", "segments"])
+def test_cuda_scores_match_cpu(tiny_model, tiny_segments, tmp_path, head):
+    source = tiny_model if head == "cls" else tiny_segments
+    cpu = source.score(QUERY, DOCS)
+    model = CrossEncoder.from_pretrained(source.save_pretrained(tmp_path / "ce"), device="cuda")
+    assert model.device.type == "cuda" and model.pooling == source.pooling
     torch.testing.assert_close(model.score(QUERY, DOCS), cpu, atol=1e-4, rtol=1e-4)
