@@ -26,11 +26,12 @@ pooling) is there to compare.
 ``pooling="segments"``: the query's and the passage's tokens are still encoded *together* (full
 cross-attention in every layer), then each segment is mean-pooled and L2-normalized, and the
 linear head reads their element-wise product: score = w . (u * v) + b. With w = 1/tau in every
-dimension (what :meth:`CrossEncoder.from_minilm` sets for this pooling) the score at step 0 is
-cos(u, v) / tau, a ranking a pretrained bi-encoder already makes meaningful; fine-tuning then
+dimension (what :meth:`CrossEncoder.from_encoder` sets for this pooling) the score at step 0
+is cos(u, v) / tau, a ranking a pretrained bi-encoder already makes meaningful; fine-tuning then
 teaches the encoder to use the cross-attention and the head to reweight dimensions. A fresh
-head on [CLS] or on the mean instead starts at random and needs thousands of steps, more than a
-CPU lesson can afford. Shapes: B pairs, T tokens, C hidden size.
+head on [CLS] or on the mean starts at random and, in our runs, needed more steps than a CPU
+lesson affords (``tinyir.course.rerankers.CROSS_ENCODER_RECIPE`` records them). Shapes: B pairs,
+T tokens, C hidden size.
 """
 
 from __future__ import annotations
