@@ -13,12 +13,18 @@ private folder passed as ``extra_tests`` holds more in the same format)::
         hidden, mask = ...
         assert_close(mean_pooling(hidden.clone(), mask.clone()), reference(hidden, mask), "output")
 
-Each parameter of a check is filled, by name, from the case's keyword arguments; a parameter
-without a default that no case fills comes from what the student's notebook defined (its
-top-level names), so ``mean_pooling`` above is the student's function. A check passes when it
-returns and fails on an ``AssertionError`` it raises itself (its message is the feedback the
-student reads); any other exception, or an assertion inside the student's code, is an error of
-the student's code. ``weight`` sets a check's share of the exercise's points (default 1 per
+Each parameter of a check is filled, by name, from the case's keyword arguments; ``remote``
+is the ``tinyir.grading.remote.Remote`` of the student's process (to build a model or an optimizer
+there); any other parameter without a default comes from what the student's notebook defined (its
+top-level names), so ``mean_pooling`` above is the student's function. Checks run in the grader's
+process: the student's function is a handle, and calling it runs it in the student's sandboxed
+process on a copy of the arguments (data in, data out: tensors, arrays, numbers, strings, lists,
+dicts; other objects as handles). A check passes when it returns and fails on an
+``AssertionError`` it raises itself (its message is the feedback the student reads); an exception
+in the student's code is an error of the student's code.
+
+A module may also list ``REFERENCES = ["tinyir.module:function", ...]``: tinyir's own answers to
+its exercises, which the student's process cannot call while this notebook is graded. ``weight`` sets a check's share of the exercise's points (default 1 per
 case); the points of an exercise are split over its checks in proportion to their weights.
 
 The same comparison (``describe_difference``) drives the visible ``self_check`` in the notebooks
@@ -58,22 +64,10 @@ class Check:
         doc = inspect.getdoc(self.func) or ""
         return doc.splitlines()[0] if doc else ""
 
-    def bind(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
-        """Keyword arguments for ``func``: case values first, then the student's objects.
-
-        Raises ``KeyError`` with the first name the namespace lacks.
-        """
-        kwargs: dict[str, Any] = {}
-        for p in inspect.signature(self.func).parameters.values():
-            if p.name in self.kwargs:
-                kwargs[p.name] = self.kwargs[p.name]
-            elif p.default is not inspect.Parameter.empty:
-                continue  # a parameter with a default is never taken from the student
-            elif p.name in namespace:
-                kwargs[p.name] = namespace[p.name]
-            else:
-                raise KeyError(p.name)
-        return kwargs
+    def parameters(self) -> list[tuple[str, bool]]:
+        """(name, needed) for each parameter of ``func``; needed: it has no default."""
+        return [(p.name, p.default is inspect.Parameter.empty)
+                for p in inspect.signature(self.func).parameters.values()]
 
 
 def check(
@@ -159,6 +153,18 @@ def load_module(path: str | Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def collect_references(modules: Iterable[ModuleType]) -> list[str]:
+    """Every module's ``REFERENCES`` ("tinyir.module:name" strings), in order, without repeats."""
+    found: list[str] = []
+    for module in modules:
+        refs = getattr(module, "REFERENCES", [])
+        if not isinstance(refs, (list, tuple)) or not all(isinstance(r, str) for r in refs):
+            raise ValueError(f"{module.__file__}: REFERENCES must be a list of "
+                             "'tinyir.module:name' strings")
+        found += [r for r in refs if r not in found]
+    return found
 
 
 def collect_checks(modules: Iterable[ModuleType]) -> dict[str, list[Check]]:

@@ -33,52 +33,44 @@ regrades). Every file is written atomically (a temporary file, then ``os.replace
 
 from __future__ import annotations
 
-import ast
 import csv
 import hashlib
 import io
 import json
-import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tinyir.grading.build import (
     EXERCISES_DIR,
     Exercise,
-    cell_source,
-    cell_tags,
-    python_source,
     read_exercises,
     read_notebook_json,
-    skipped_in_grading,
     write_atomic,
 )
-from tinyir.grading.checks import collect_checks, find_test_modules, load_module
+from tinyir.grading.checks import (
+    Check,
+    collect_checks,
+    collect_references,
+    find_test_modules,
+    load_module,
+)
+from tinyir.grading.notebook import Cancelled, NotebookRun, make_scratch
+from tinyir.grading.package import build_student_package
+from tinyir.grading.sandbox import Sandbox, choose_sandbox
 
 STATUSES = ("ok", "partial", "failed", "not_implemented", "error", "timeout", "memory",
             "crashed", "missing")
 CSV_HEADER = ("student", "notebook", "exercise", "points", "max_points", "status", "message")
 BUILTIN_TESTS_DIR = Path(__file__).resolve().parent / "tests"
-MAX_ATTEMPTS = 4  # runs of one notebook: the first, then one per cell/check that killed it
 MAX_NOTEBOOK_BYTES = 20_000_000
-FSIZE_RESERVE_BYTES = 4 * 2**20  # on top of max_output_bytes, for the runner's events file
 CSV_MESSAGE_CHARS = 300
-STATE_VERSION = 1
-HARD_KINDS = ("timeout", "memory", "crashed")  # the process (or the interpreter) stopped
-_OUTCOME_STATUS = {"fail": "failed", "error": "error", "not_implemented": "not_implemented",
-                   "skipped": "failed", "timeout": "timeout", "memory": "memory",
-                   "crashed": "crashed"}
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -106,8 +98,12 @@ class NotebookSpec:
     name: str
     exercises: tuple[Exercise, ...]
     check_modules: tuple[str, ...]
-    # exercise id -> ((check name, weight, description), ...), in the order the runner runs them
+    # exercise id -> ((check name, weight, description), ...), in the order they run
     checks: dict[str, tuple[tuple[str, float, str], ...]]
+    # exercise id -> the Check objects themselves (loaded in the grader's process only)
+    check_objects: dict[str, tuple[Check, ...]] = field(default_factory=dict, compare=False)
+    # tinyir's own answers to these exercises: not importable by the student while grading
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,10 +117,6 @@ class Limits:
 class NotebookResult:
     rows: list[GradeRow]
     notes: list[str]  # cells that raised, runs that were stopped: for the feedback file
-
-
-class _Cancelled(Exception):
-    pass
 
 
 def _number(x: float) -> str:
@@ -164,7 +156,8 @@ def load_specs(
         if not exercises:
             continue
         modules = tuple(str(p) for p in modules_by_notebook.get(path.name, []))
-        checks = collect_checks(load_module(p) for p in modules)
+        loaded = [load_module(p) for p in modules]
+        checks = collect_checks(loaded)
         ids = {e.id for e in exercises}
         stray = sorted(set(checks) - ids)
         if stray:
@@ -176,6 +169,8 @@ def load_specs(
             path.name, exercises, modules,
             {ex: tuple((c.name, c.weight, c.description) for c in found)
              for ex, found in checks.items()},
+            {ex: tuple(found) for ex, found in checks.items()},
+            tuple(collect_references(loaded)),
         ))
     if not specs:
         raise ValueError(
@@ -207,342 +202,6 @@ def _submission_digest(base: str, student_dir: Path) -> str:
 # One notebook of one student.
 
 
-def _child_env(scratch: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env.update(
-        MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
-        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-        MALLOC_ARENA_MAX="2", TMPDIR=str(scratch / "tmp"), HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-    )
-    env.pop("PYTHONSTARTUP", None)
-    return env
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-@dataclass
-class _Attempt:
-    events: list[dict[str, Any]]
-    returncode: int
-    timed_out: bool
-    stderr_tail: str
-
-
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    events = []
-    if path.exists():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short when the process died
-                    continue
-                if isinstance(event, dict):
-                    events.append(event)
-    return events
-
-
-def _tail(path: Path, size: int = 2000) -> str:
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - size))
-        return f.read().decode("utf-8", errors="replace")
-
-
-def _run_attempt(
-    job: dict[str, Any], scratch: Path, attempt: int, limits: Limits, cancel: threading.Event
-) -> _Attempt:
-    """Run the runner once on ``job``; kill its process group at the timeout."""
-    events_path = scratch / f"events-{attempt}.jsonl"
-    job_path = scratch / f"job-{attempt}.json"
-    job = dict(job, events=str(events_path))
-    job_path.write_text(json.dumps(job), encoding="utf-8")
-    out_path, err_path = scratch / f"stdout-{attempt}.txt", scratch / f"stderr-{attempt}.txt"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        # start_new_session: the child leads its own process group, so the timeout kills
-        # everything it started. The limits are set by the runner itself, before student code
-        # runs: preexec_fn is not safe with the threads of jobs > 1.
-        proc = subprocess.Popen(
-            # -P: the student's folder is not put first on sys.path, so a stray torch.py or
-            # tinyir/ there cannot replace the runner or the tests (the runner adds it later).
-            [sys.executable, "-P", "-m", "tinyir.grading.runner", str(job_path)],
-            cwd=scratch / "work", env=_child_env(scratch), stdin=subprocess.DEVNULL,
-            stdout=out, stderr=err, start_new_session=True,
-        )
-    deadline = time.monotonic() + limits.timeout
-    timed_out = False
-    try:
-        while True:
-            try:
-                proc.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                if cancel.is_set():
-                    raise _Cancelled() from None
-                if time.monotonic() > deadline:
-                    timed_out = True
-                    break
-    finally:
-        _kill_group(proc)  # also whatever the student left running in the background
-        proc.wait()
-    return _Attempt(_read_events(events_path), proc.returncode, timed_out, _tail(err_path))
-
-
-def _process_failure(attempt: _Attempt, limits: Limits) -> tuple[str, str]:
-    """(kind, message) for a run that ended without its "done" event."""
-    if attempt.timed_out:
-        return "timeout", f"did not finish within {limits.timeout:g} s"
-    code = attempt.returncode
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        if -code == signal.SIGKILL:
-            return "memory", ("the process was killed (SIGKILL), most likely by the system for "
-                              "using too much memory")
-        return "crashed", f"the interpreter crashed ({name})"
-    return "crashed", f"the interpreter exited (exit code {code})"
-
-
-@dataclass
-class _CellInfo:
-    index: int
-    source: str
-    exercise: str | None
-    self_check: str | None
-    error: dict[str, str] | None = None
-    defined: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        if self.exercise:
-            return f"cell {self.index + 1} (exercise {self.exercise})"
-        if self.self_check:
-            return f"cell {self.index + 1} (self-check of {self.self_check})"
-        return f"cell {self.index + 1}"
-
-
-class _NotebookRun:
-    """Runs one notebook (restarting past what kills it) and turns the events into rows."""
-
-    def __init__(self, student: str, spec: NotebookSpec, nb: dict[str, Any], limits: Limits):
-        self.student, self.spec, self.limits = student, spec, limits
-        self.cells = {
-            i: _CellInfo(i, cell_source(c), cell_tags(c).get("exercise"),
-                         cell_tags(c).get("self_check"))
-            for i, c in enumerate(nb["cells"])
-            if c.get("cell_type") == "code" and not skipped_in_grading(c)
-        }
-        self.skipped_cells: set[int] = set()
-        self.stopped: set[str] = set()  # exercises whose checks are not run again
-        self.exercise_info: dict[str, dict[str, Any]] = {}
-        self.outcomes: dict[tuple[str, str], tuple[str, str]] = {}
-        self.aborted: tuple[str, str] | None = None
-        self.notes: list[str] = []
-
-    def job(self) -> dict[str, Any]:
-        return {
-            "notebook": self.spec.name,
-            "cells": [
-                {"index": c.index, "source": c.source, "exercise": c.exercise,
-                 "self_check": c.self_check}
-                for c in self.cells.values()
-            ],
-            "skip_cells": sorted(self.skipped_cells),
-            "exercises": [{"id": e.id, "names": list(e.names)} for e in self.spec.exercises],
-            "skip_exercises": sorted(self.stopped | set(self._hard_failures())),
-            "skip_checks": sorted([list(k) for k in self.outcomes]),
-            "check_modules": list(self.spec.check_modules),
-            "memory_mb": self.limits.memory_mb,
-            "max_output_bytes": self.limits.max_output_bytes,
-            "fsize_bytes": self.limits.max_output_bytes + FSIZE_RESERVE_BYTES,
-        }
-
-    def run(self, scratch: Path, cancel: threading.Event) -> None:
-        for attempt_number in range(MAX_ATTEMPTS):
-            attempt = _run_attempt(self.job(), scratch, attempt_number, self.limits, cancel)
-            culprit = self._absorb(attempt.events)
-            if any(e.get("type") == "done" for e in attempt.events):
-                return
-            fatal = [e for e in attempt.events if e.get("type") == "fatal"]
-            if fatal:
-                self.aborted = ("error", str(fatal[0].get("message", "")))
-                return
-            kind, message = _process_failure(attempt, self.limits)
-            stderr = attempt.stderr_tail.replace(str(scratch), ".").strip()
-            last_line = ""
-            if kind == "crashed" and stderr:  # e.g. "Fatal Python error: Segmentation fault"
-                last_line = _one_line(re.sub(r"0x[0-9a-fA-F]{4,}", "0x...",
-                                             stderr.splitlines()[-1]), 200)
-            if culprit is None:
-                self.aborted = (kind, f"the notebook's process stopped outside any cell or check: "
-                                      f"{message}")
-                return
-            if culprit[0] == "cell":
-                cell = self.cells[culprit[1]]
-                cell.error = {"kind": kind, "message": message}
-                self.skipped_cells.add(cell.index)
-                self.notes.append(f"{cell.label}: {message}; the notebook was run again without it"
-                                  + (f" (last line on stderr: {last_line})" if last_line else ""))
-            else:
-                _, ex_id, check_name = culprit
-                self.outcomes[(ex_id, check_name)] = (kind, message)
-                self.stopped.add(ex_id)
-                self.notes.append(f"check {check_name} of {ex_id}: {message}; the notebook was "
-                                  "run again without this exercise's remaining checks")
-        self.aborted = (kind, f"{message}; gave up after {MAX_ATTEMPTS} runs of the notebook")
-
-    def _absorb(self, events: list[dict[str, Any]]) -> tuple | None:
-        """Record an attempt's events; return what was running when it stopped (or None)."""
-        running: tuple | None = None
-        for event in events:
-            kind = event.get("type")
-            if kind == "cell_start" and event.get("cell") in self.cells:
-                running = ("cell", event["cell"])
-            elif kind == "cell_end" and event.get("cell") in self.cells:
-                cell = self.cells[event["cell"]]
-                cell.error, cell.defined = event.get("error"), event.get("defined", [])
-                running = None
-            elif kind == "exercise":
-                self.exercise_info[event["exercise"]] = event
-            elif kind == "check_start":
-                running = ("check", event["exercise"], event["check"])
-            elif kind == "check_end":
-                key = (event["exercise"], event["check"])
-                self.outcomes[key] = (event["outcome"], event.get("message", ""))
-                running = None
-        return running
-
-    def _hard_failures(self) -> dict[str, tuple[_CellInfo, dict[str, str]]]:
-        """Exercises whose own cell or self-check timed out, ran out of memory or exited."""
-        found: dict[str, tuple[_CellInfo, dict[str, str]]] = {}
-        for cell in self.cells.values():
-            owner = cell.exercise or cell.self_check
-            if owner and cell.error and cell.error["kind"] in HARD_KINDS and owner not in found:
-                found[owner] = (cell, cell.error)
-        return found
-
-    # -- rows ---------------------------------------------------------------------------------
-
-    def rows(self) -> list[GradeRow]:
-        hard = self._hard_failures()
-        rows = []
-        for exercise in self.spec.exercises:
-            row = dict(student=self.student, notebook=self.spec.name, exercise=exercise.id,
-                       max_points=exercise.points)
-            info = self.exercise_info.get(exercise.id)
-            if exercise.id in hard:
-                cell, error = hard[exercise.id]
-                rows.append(GradeRow(**row, points=0.0, status=error["kind"],
-                                     message=f"{cell.label}: {error['message']}"))
-            elif info is not None and info.get("missing"):
-                status, message = self._missing(exercise, info["missing"])
-                rows.append(GradeRow(**row, points=0.0, status=status, message=message))
-            elif info is not None and info.get("oracle"):
-                name = info["oracle"][0]
-                rows.append(GradeRow(**row, points=0.0, status="failed", message=(
-                    f"`{name}` is tinyir's own implementation (imported from the tinyir package), "
-                    "not yours")))
-            elif info is not None or any(k[0] == exercise.id for k in self.outcomes):
-                rows.append(self._from_checks(row, exercise))
-            elif self.aborted is not None:
-                rows.append(GradeRow(**row, points=0.0, status=self.aborted[0],
-                                     message=self.aborted[1]))
-            else:  # not reached: should not happen, but never silently
-                rows.append(GradeRow(**row, points=0.0, status="error",
-                                     message="the grader did not reach this exercise"))
-        return rows
-
-    def _missing(self, exercise: Exercise, missing: list[str]) -> tuple[str, str]:
-        name = missing[0]
-        related = [
-            c for c in self.cells.values()
-            if c.exercise == exercise.id or any(_defines(c.source, n) for n in missing)
-        ]
-        for cell in related:
-            if cell.error:
-                kind = cell.error["kind"]
-                if kind == "not_implemented":
-                    return kind, f"`{name}` is not defined: its cell still raises " \
-                                 "NotImplementedError"
-                return kind, f"`{name}` is not defined: {cell.label} failed: " \
-                             f"{cell.error['message']}"
-        message = f"`{name}` is not defined (renamed or deleted?)"
-        defined = [d for c in related if c.exercise == exercise.id for d in c.defined]
-        if defined:
-            message += "; the exercise's cell defines " + ", ".join(f"`{d}`" for d in defined[:5])
-        if not any(c.exercise == exercise.id for c in self.cells.values()):
-            message += "; no cell carries this exercise's metadata any more"
-        return "missing", message
-
-    def _from_checks(self, row: dict[str, Any], exercise: Exercise) -> GradeRow:
-        if exercise.id in self.stopped or self.aborted is None:
-            not_run = ("skipped", "not run: an earlier check of this exercise stopped the notebook")
-        else:
-            not_run = self.aborted
-        results = []
-        for name, weight, description in self.spec.checks[exercise.id]:
-            outcome, message = self.outcomes.get((exercise.id, name), not_run)
-            results.append((name, weight, description, outcome, message))
-        total = sum(r[1] for r in results)
-        passed = sum(r[1] for r in results if r[3] == "pass")
-        points = round(exercise.points * passed / total, 2)
-        n_pass, n = sum(1 for r in results if r[3] == "pass"), len(results)
-        details = tuple(
-            f"{'PASS' if outcome == 'pass' else outcome.upper()} {name}"
-            + (f" ({description})" if description else "") + (f": {message}" if message else "")
-            for name, _, description, outcome, message in results
-        )
-        bad = [r for r in results if r[3] != "pass"]
-        if not bad:
-            return GradeRow(**row, points=points, status="ok",
-                            message="the check passed" if n == 1 else f"all {n} checks passed",
-                            details=details)
-        hard = [r for r in bad if r[3] in HARD_KINDS]
-        first = hard[0] if hard else bad[0]
-        if hard:
-            status = first[3]
-        elif n_pass:
-            status = "partial"
-        else:
-            status = _OUTCOME_STATUS[first[3]]
-        if status == "not_implemented" and all(r[3] == "not_implemented" for r in bad):
-            message = f"not implemented yet ({first[4]})"
-        else:
-            message = f"{n_pass}/{n} checks passed; {first[0]}: {first[4]}"
-        return GradeRow(**row, points=points, status=status, message=message, details=details)
-
-
-def _defines(source: str, name: str) -> bool:
-    """Whether a cell binds ``name`` at its top level (def, class, assignment, import ... as)."""
-    try:
-        tree = ast.parse(python_source(source) or "")
-    except (SyntaxError, ValueError):  # it cannot run, but may still be meant to define it
-        pattern = rf"^(?:async\s+)?def\s+{name}\b|^class\s+{name}\b|^{name}\s*(?::[^=\n]*)?=(?!=)"
-        return re.search(pattern, source, re.MULTILINE) is not None
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound = [node.name]
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            bound = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            bound = [a.asname or a.name.split(".")[0] for a in node.names]
-        else:
-            continue
-        if name in bound:
-            return True
-    return False
-
-
 def _all_rows(student: str, spec: NotebookSpec, status: str, message: str) -> NotebookResult:
     return NotebookResult([
         GradeRow(student, spec.name, e.id, 0.0, e.points, status, message) for e in spec.exercises
@@ -557,8 +216,13 @@ def grade_notebook(
     cancel: threading.Event | None = None,
     scratch_parent: str | Path | None = None,
     keep_scratch: bool = False,
+    sandbox: Sandbox | None = None,
+    package_dir: Path | None = None,
 ) -> NotebookResult:
-    """Grade one notebook of one student (``student_dir / spec.name``), in a scratch copy."""
+    """Grade one notebook of one student (``student_dir / spec.name``) in a sandboxed process.
+
+    package_dir: the student's copy of tinyir (``build_student_package``); built here if None.
+    """
     path = student_dir / spec.name
     if not path.is_file():
         return _all_rows(student, spec, "missing", f"{spec.name} is not in the submission")
@@ -568,15 +232,18 @@ def grade_notebook(
                          f"grader reads notebooks up to {MAX_NOTEBOOK_BYTES / 1e6:.0f} MB")
     try:
         nb = read_notebook_json(path)
-    except ValueError as err:
+        if not isinstance(nb.get("cells"), list):
+            raise ValueError("no list of cells")
+    except (ValueError, TypeError, AttributeError) as err:
         return _all_rows(student, spec, "error", f"could not read the notebook: {err}")
-    run = _NotebookRun(student, spec, nb, limits)
-    scratch = Path(tempfile.mkdtemp(prefix="tinyir-grade-", dir=scratch_parent))
+    sandbox = sandbox or choose_sandbox("auto")
+    scratch = make_scratch(scratch_parent, student_dir, copy=sandbox.kind != "bwrap")
     try:
-        shutil.copytree(student_dir, scratch / "work", symlinks=True,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        (scratch / "tmp").mkdir()
-        run.run(scratch, cancel or threading.Event())
+        if package_dir is None:
+            package_dir = build_student_package(scratch / "package", spec.references)
+        run = NotebookRun(spec, nb, limits, sandbox, package_dir, student_dir.resolve(), scratch,
+                          cancel or threading.Event())
+        run.run()
     finally:
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -584,7 +251,9 @@ def grade_notebook(
     for cell in run.cells.values():
         if cell.error and not any(n.startswith(cell.label + ":") for n in notes):
             notes.append(f"{cell.label}: {cell.error['message']}")
-    return NotebookResult(run.rows(), [f"{spec.name}, {n}" for n in notes])
+    if sandbox.warning:
+        notes.append(sandbox.warning)
+    return NotebookResult(run.rows(student, GradeRow), [f"{spec.name}, {n}" for n in notes])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -641,14 +310,19 @@ def grade(
     extra_tests: str | Path | None = None,
     exercises_dir: str | Path = EXERCISES_DIR,
     progress: bool = True,
+    sandbox: str = "auto",
 ) -> list[GradeRow]:
     """Grade every ``submissions_dir/<student>/`` and write ``out_csv`` (and feedback files).
 
-    jobs: notebooks graded at once (one process each). timeout: seconds per run of a notebook.
-    memory_mb: address-space limit of each process (MiB). max_output_bytes: printed output kept.
+    jobs: students graded at once (each student's notebooks one after another, so the memory
+    cap holds for all the processes of a submission). timeout: seconds per notebook, all its
+    cells, checks and restarts together. memory_mb: memory of all the processes of a notebook's
+    run (MiB). max_output_bytes: printed output kept.
     force: regrade students whose results ``<out_csv>.parts/`` already holds.
     extra_tests: a folder of private grading-test modules (the format of ``tinyir/grading/tests``).
     exercises_dir: the released exercise notebooks; they define the exercises and points.
+    sandbox: "auto" (bubblewrap when it works here, else none, said in every message), "bwrap"
+        (fail when it does not work) or "none".
     Returns every row of the CSV, sorted by (student, notebook, exercise).
     """
     submissions_dir, out_csv = Path(submissions_dir), Path(out_csv)
@@ -660,9 +334,10 @@ def grade(
             f"extra_tests: expected a directory of test modules, got {str(extra_tests)!r}"
         )
     _check_args(jobs, timeout, memory_mb, max_output_bytes)
+    box = choose_sandbox(sandbox)
     limits = Limits(float(timeout), memory_mb, max_output_bytes)
     specs = load_specs(exercises_dir, extra_tests)
-    base = _specs_digest(specs, limits)
+    base = _specs_digest(specs, limits) + box.kind
     state_dir = out_csv.parent / (out_csv.name + ".parts")
 
     results: dict[str, tuple[list[GradeRow], list[str]]] = {}
@@ -676,7 +351,21 @@ def grade(
             todo.append((student, fingerprint))
 
     if todo:
-        _grade_students(todo, submissions_dir, specs, limits, jobs, progress, state_dir, results)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the references are tiny; a busy machine stalls OpenMP teams
+        try:
+            with tempfile.TemporaryDirectory(prefix="tinyir-packages-") as packages:
+                package_dirs = {spec.name: build_student_package(Path(packages) / spec.name,
+                                                                 spec.references)
+                                for spec in specs}
+                _grade_students(todo, submissions_dir, specs, limits, jobs, progress, state_dir,
+                                results, box, package_dirs)
+        finally:
+            torch.set_num_threads(threads)
+    if box.warning and progress:
+        print(box.warning, file=sys.stderr)
 
     rows = sorted((r for rows, _ in results.values() for r in rows),
                   key=lambda r: (r.student, r.notebook, r.exercise))
@@ -692,6 +381,31 @@ def grade(
     return rows
 
 
+def _grade_student(student: str, student_dir: Path, specs: list[NotebookSpec], limits: Limits,
+                   cancel: threading.Event, box: Sandbox, package_dirs: dict[str, Path],
+                   bar) -> tuple[list[GradeRow], list[str]]:
+    """All notebooks of one student, one after another; nothing here may stop the run."""
+    rows: list[GradeRow] = []
+    notes: list[str] = []
+    for spec in specs:
+        try:
+            result = grade_notebook(student, student_dir, spec, limits, cancel,
+                                    sandbox=box, package_dir=package_dirs[spec.name])
+        except Cancelled:
+            raise
+        except Exception as err:  # noqa: BLE001 - a grader failure costs this notebook only
+            result = _all_rows(student, spec, "error", f"the grader could not grade this "
+                               f"notebook ({type(err).__name__}: {err})")
+        if box.warning:
+            result.rows[:] = [GradeRow(r.student, r.notebook, r.exercise, r.points, r.max_points,
+                                       r.status, f"NOT SANDBOXED; {r.message}", r.details)
+                              for r in result.rows]
+        rows += result.rows
+        notes += result.notes
+        bar.update()
+    return rows, notes
+
+
 def _grade_students(
     todo: list[tuple[str, str]],
     submissions_dir: Path,
@@ -701,36 +415,31 @@ def _grade_students(
     progress: bool,
     state_dir: Path,
     results: dict[str, tuple[list[GradeRow], list[str]]],
+    box: Sandbox,
+    package_dirs: dict[str, Path],
 ) -> None:
     from tqdm import tqdm
 
     cancel = threading.Event()
     fingerprints = dict(todo)
-    collected: dict[str, dict[str, NotebookResult]] = {student: {} for student, _ in todo}
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(
         total=len(todo) * len(specs), desc="grading", unit="notebook", file=sys.stderr,
         disable=not progress, dynamic_ncols=True,
     ) as bar:
         futures = {
-            pool.submit(grade_notebook, student, submissions_dir / student, spec, limits,
-                        cancel): (student, spec.name)
-            for student, _ in todo for spec in specs
+            pool.submit(_grade_student, student, submissions_dir / student, specs, limits,
+                        cancel, box, package_dirs, bar): student
+            for student, _ in todo
         }
         try:
             for future in as_completed(futures):
-                student, name = futures[future]
-                collected[student][name] = future.result()
-                bar.set_postfix_str(student, refresh=False)
-                bar.update()
-                if len(collected[student]) == len(specs):
-                    parts = [collected[student][s.name] for s in specs]
-                    rows = [r for p in parts for r in p.rows]
-                    notes = [n for p in parts for n in p.notes]
-                    _write_part(state_dir / f"{student}.json", student, fingerprints[student],
-                                rows, notes)
-                    results[student] = (rows, notes)
+                student = futures[future]
+                rows, notes = future.result()
+                _write_part(state_dir / f"{student}.json", student, fingerprints[student],
+                            rows, notes)
+                results[student] = (rows, notes)
         except BaseException:
-            cancel.set()  # running children are killed; queued notebooks are dropped
+            cancel.set()  # running children are killed; queued students are dropped
             for future in futures:
                 future.cancel()
             raise

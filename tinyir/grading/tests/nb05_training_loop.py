@@ -12,6 +12,7 @@ from-scratch bi-encoder without dropout, so every check takes well under a secon
 
 from __future__ import annotations
 
+import functools
 import random
 
 import torch
@@ -20,6 +21,14 @@ import torch.nn.functional as F
 from tinyir.grading.checks import assert_close, check
 
 NOTEBOOK = "05_training_loop.ipynb"
+# tinyir's own answers: the student's process cannot call them while this notebook is graded.
+REFERENCES = [
+    "tinyir.train:make_batches",
+    "tinyir.train:train_biencoder",
+    "tinyir.train:_step_loss",
+    "tinyir.negatives:mine_hard_negatives",
+    "tinyir.metrics:recall_at_k",
+]
 
 
 def _unit(*shape: int, seed: int) -> torch.Tensor:
@@ -27,9 +36,28 @@ def _unit(*shape: int, seed: int) -> torch.Tensor:
 
 
 def _tiny(seed: int = 0):
+    """The tiny from-scratch bi-encoder, here in the grader (for the reference runs)."""
     from tinyir.course.models import tiny_biencoder
 
     return tiny_biencoder(seed=seed, dropout=0.0, max_length=64)
+
+
+def _tiny_there(remote, seed: int = 0):
+    """The same model, built in the student's process (where the student's code trains it)."""
+    return remote.new("tinyir.grading.probes:tiny_biencoder", _tokenizer_json(), seed=seed,
+                      dropout=0.0, max_length=64)
+
+
+@functools.cache
+def _tokenizer_json() -> str:
+    import tempfile
+    from pathlib import Path
+
+    from tinyir.course.models import pydocs_tokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        return pydocs_tokenizer().save(Path(folder) / "tokenizer.json").read_text(
+            encoding="utf-8")
 
 
 def _pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -157,9 +185,25 @@ def reference_step(model, optimizer, queries, docs, temperature, max_length_quer
     return loss.item()
 
 
-def _largest_difference(model, reference) -> float:
-    return max((p - r).abs().max().item()
-               for p, r in zip(model.parameters(), reference.parameters(), strict=True))
+def _weights_agree(model, reference, initial, what: str, rtol: float) -> None:
+    """The student's weights moved as the reference's did, within ``rtol`` of the update's size.
+
+    Two correct implementations differ by float rounding (another loss formula, another thread
+    count); AdamW turns a rounding-level gradient difference on a coordinate whose gradient is
+    near 0 into a difference of up to lr. So the rule compares the weights' difference with the
+    size of the update itself: a missing zero_grad or a wrong temperature moves them by a
+    whole update, rounding by far less (tinyir.testing's rule: scale with magnitude and depth).
+    """
+    got = model.state_dict()  # from the student's process, as data
+    ref, init = reference.state_dict(), initial.state_dict()
+    assert set(got) == set(ref), f"{what}: the model's parameters changed names"
+    diff = max(((got[k].double() - ref[k].double()).abs().max().item()
+                for k in ref if ref[k].is_floating_point()), default=0.0)
+    moved = max(((ref[k].double() - init[k].double()).abs().max().item()
+                 for k in ref if ref[k].is_floating_point()), default=0.0)
+    assert diff <= rtol * moved + 1e-6, (
+        f"{what}: the largest weight difference from the reference is {diff:.3g}, while the "
+        f"reference's weights moved by up to {moved:.3g}")
 
 
 STEP_CASES = {
@@ -170,46 +214,45 @@ STEP_CASES = {
 
 
 @check("training.train_step", cases=STEP_CASES)
-def one_step_matches_reference(train_step, b, tau, lq, ld):
+def one_step_matches_reference(train_step, remote, b, tau, lq, ld):
     """One SGD step from a seeded model: same loss, same weights as the reference step."""
     pairs = _pairs(b, seed=b)
     queries, docs = [q for q, _ in pairs], [p for _, p in pairs]
-    model, reference = _tiny(), _tiny()
-    got = train_step(model, torch.optim.SGD(model.parameters(), lr=0.5), list(queries),
-                     list(docs), temperature=tau, max_length_query=lq, max_length_doc=ld)
+    model, reference = _tiny_there(remote), _tiny()
+    got = train_step(model, remote.new("torch.optim:SGD", model.parameters(), lr=0.5),
+                     list(queries), list(docs), temperature=tau, max_length_query=lq,
+                     max_length_doc=ld)
     expected = reference_step(reference, torch.optim.SGD(reference.parameters(), lr=0.5),
                               queries, docs, tau, lq, ld)
     assert isinstance(got, float), f"train_step must return a Python float, got {type(got)}"
     assert_close(got, expected, f"the loss of one step (B={b}, temperature={tau})", atol=1e-4)
-    assert_close(_largest_difference(model, reference), 0.0,
-                 "the largest weight difference after one step", atol=1e-5)
+    _weights_agree(model, reference, _tiny(), "after one step", rtol=1e-3)
 
 
 @check("training.train_step")
-def two_steps_do_not_accumulate_gradients(train_step):
+def two_steps_do_not_accumulate_gradients(train_step, remote):
     """Two steps in a row: the second starts from zeroed gradients."""
     pairs = _pairs(6, seed=7)
-    model, reference = _tiny(), _tiny()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model, reference = _tiny_there(remote), _tiny()
+    optimizer = remote.new("torch.optim:SGD", model.parameters(), lr=0.5)
     ref_optimizer = torch.optim.SGD(reference.parameters(), lr=0.5)
     for batch in (pairs[:3], pairs[3:]):
         queries, docs = [q for q, _ in batch], [p for _, p in batch]
         got = train_step(model, optimizer, list(queries), list(docs), temperature=0.05)
         expected = reference_step(reference, ref_optimizer, queries, docs, 0.05, 32, 64)
     assert_close(got, expected, "the loss of the second step", atol=1e-4)
-    assert_close(_largest_difference(model, reference), 0.0,
-                 "the largest weight difference after two steps (zero_grad before backward?)",
-                 atol=1e-5)
+    _weights_agree(model, reference, _tiny(), "after two steps (zero_grad before backward?)",
+                   rtol=1e-3)
 
 
 @check("training.train_step")
-def loss_falls_on_a_toy_batch(train_step):
+def loss_falls_on_a_toy_batch(train_step, remote):
     """Eight AdamW steps on one batch of 8 pairs: the loss falls by more than half."""
     pairs = _pairs(8, seed=8)
     queries, docs = [q for q, _ in pairs], [p for _, p in pairs]
-    model = _tiny()
+    model = _tiny_there(remote)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = remote.new("torch.optim:AdamW", model.parameters(), lr=1e-3)
     losses = [train_step(model, optimizer, list(queries), list(docs), temperature=0.05)
               for _ in range(8)]
     assert losses[-1] < 0.5 * losses[0], (
@@ -315,12 +358,13 @@ TRAIN_CASES = {
 
 
 @check("training.train", cases=TRAIN_CASES)
-def train_matches_reference_loop(train, make_batches, n, batch_size, epochs, seed, repeat=False):
+def train_matches_reference_loop(train, make_batches, remote, n, batch_size, epochs, seed,
+                                 repeat=False):
     """Tiny model: the same losses, evaluations and final weights as a reference loop."""
     pairs = _pairs(n, seed=n)
     if repeat:
         pairs[1] = (pairs[0][0], pairs[1][1])
-    model, reference = _tiny(), _tiny()
+    model, reference = _tiny_there(remote), _tiny()
     got = train(model, list(pairs), lambda m: 0.25, epochs=epochs, batch_size=batch_size,
                 lr=1e-3, temperature=0.1, seed=seed)
     expected = reference_train(reference, pairs, lambda m: 0.25, epochs, batch_size, 1e-3, 0.1,
@@ -332,25 +376,25 @@ def train_matches_reference_loop(train, make_batches, n, batch_size, epochs, see
         f"expected {len(expected['loss'])} steps (batches of one pair skipped), got "
         f"{len(got['loss'])}")
     assert_close(torch.tensor([float(x) for x in got["loss"]]),
-                 torch.tensor(expected["loss"]), "the loss of every step", atol=1e-4)
+                 torch.tensor(expected["loss"]), "the loss of every step", atol=1e-3, rtol=1e-3)
     assert_close(torch.tensor([float(x) for x in got["recall"]]),
                  torch.tensor(expected["recall"]), "the evaluations")
-    assert_close(_largest_difference(model, reference), 0.0,
-                 "the largest weight difference after training", atol=1e-4)
+    _weights_agree(model, reference, _tiny(), "after training", rtol=0.05)
     assert not model.training, "the model must be left in eval mode"
 
 
 @check("training.train")
-def evaluate_in_eval_mode_without_gradients(train):
+def evaluate_in_eval_mode_without_gradients(train, remote):
     """evaluate runs epochs + 1 times, in eval mode, without gradients; its values come back."""
     seen = []
+    grad_enabled = remote.get("torch:is_grad_enabled")
 
-    def evaluate(model):
-        seen.append((model.training, torch.is_grad_enabled()))
+    def evaluate(model):  # runs here, called back from the student's loop with a handle
+        seen.append((model.training, grad_enabled()))
         return 0.5 + 0.1 * len(seen)
 
-    history = train(_tiny(), _pairs(6, seed=4), evaluate, epochs=3, batch_size=3, lr=1e-3,
-                    seed=0)
+    history = train(_tiny_there(remote), _pairs(6, seed=4), evaluate, epochs=3, batch_size=3,
+                    lr=1e-3, seed=0)
     assert seen == [(False, False)] * 4, (
         f"expected 4 calls of evaluate with (training=False, grad enabled=False), got {seen}")
     assert_close(torch.tensor([float(x) for x in history["recall"]]),
@@ -358,13 +402,13 @@ def evaluate_in_eval_mode_without_gradients(train):
 
 
 @check("training.train")
-def zero_epochs_only_evaluates(train):
+def zero_epochs_only_evaluates(train, remote):
     """epochs=0: one evaluation, no step, the weights unchanged."""
-    model, reference = _tiny(), _tiny()
+    model, reference = _tiny_there(remote), _tiny()
     history = train(model, _pairs(4, seed=5), lambda m: 0.75, epochs=0, batch_size=2, lr=1e-3)
     assert list(history["loss"]) == [], f"expected no step, got {history['loss']}"
     assert [float(x) for x in history["recall"]] == [0.75], history["recall"]
-    assert_close(_largest_difference(model, reference), 0.0, "weights after 0 epochs")
+    _weights_agree(model, reference, reference, "after 0 epochs", rtol=0.0)
 
 
 # -- mine_hard_negatives -----------------------------------------------------------------------
