@@ -7,6 +7,7 @@
                    [--index flat|hnsw|ivfpq] [--hnsw-m 32] [--pq-m M] [--nlist L]
     tinyir grading build [--check]              exercises/ from solutions/ (or check they agree)
     tinyir grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S]
+                 [--sandbox auto|bwrap|none]
                  [--memory-mb M] [--force] [--tests DIR]
 
 Results go to stdout, the last line being one JSON object; progress bars and messages go to
@@ -79,12 +80,17 @@ def _cmd_grading_build(args: argparse.Namespace) -> int:
 def _cmd_grade(args: argparse.Namespace) -> int:
     from tinyir.grading import format_summary, grade
 
+    from tinyir.grading.sandbox import choose_sandbox
+
     rows = grade(
         args.submissions, args.out, feedback_dir=args.feedback, jobs=args.jobs,
         timeout=args.timeout, memory_mb=args.memory_mb, force=args.force,
-        extra_tests=args.tests, progress=not args.quiet,
+        extra_tests=args.tests, progress=not args.quiet, sandbox=args.sandbox,
     )
     print(format_summary(rows))
+    warning = choose_sandbox(args.sandbox).warning
+    if warning:
+        print(f"\nWARNING: {warning}")
     return 0
 
 
@@ -160,11 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("submissions", help="folder with one sub-folder of notebooks per student")
     gr.add_argument("--out", required=True, help="CSV to write (grades.csv)")
     gr.add_argument("--feedback", default=None, help="folder for per-student feedback files")
-    gr.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at once")
+    gr.add_argument("--jobs", type=_positive_int, default=1, help="students graded at once")
     gr.add_argument("--timeout", type=float, default=120.0,
-                    help="seconds per notebook run (default 120)")
+                    help="seconds per notebook, all cells and checks together (default 120)")
     gr.add_argument("--memory-mb", type=_positive_int, default=2048,
-                    help="memory limit per notebook process (default 2048)")
+                    help="memory of all the processes of a notebook's run (default 2048)")
+    gr.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
+                    help="auto: bubblewrap when it works here, else none (and say so loudly)")
     gr.add_argument("--force", action="store_true", help="regrade students already graded")
     gr.add_argument("--tests", default=None, help="folder of private grading tests")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -108,9 +108,10 @@ class NotebookSpec:
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float
-    memory_mb: int
+    timeout: float  # seconds for a whole notebook: cells, checks and restarts together
+    memory_mb: int  # all the processes of one notebook's run together
     max_output_bytes: int
+    threads: int = 1  # OMP/torch threads of the student's process
 
 
 @dataclass
@@ -311,6 +312,7 @@ def grade(
     exercises_dir: str | Path = EXERCISES_DIR,
     progress: bool = True,
     sandbox: str = "auto",
+    threads: int = 1,
 ) -> list[GradeRow]:
     """Grade every ``submissions_dir/<student>/`` and write ``out_csv`` (and feedback files).
 
@@ -323,6 +325,7 @@ def grade(
     exercises_dir: the released exercise notebooks; they define the exercises and points.
     sandbox: "auto" (bubblewrap when it works here, else none, said in every message), "bwrap"
         (fail when it does not work) or "none".
+    threads: OpenMP/torch threads of each student process (results must not depend on it).
     Returns every row of the CSV, sorted by (student, notebook, exercise).
     """
     submissions_dir, out_csv = Path(submissions_dir), Path(out_csv)
@@ -334,8 +337,10 @@ def grade(
             f"extra_tests: expected a directory of test modules, got {str(extra_tests)!r}"
         )
     _check_args(jobs, timeout, memory_mb, max_output_bytes)
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
+        raise ValueError(f"threads: expected an int from 1 to 64, got {threads!r}")
     box = choose_sandbox(sandbox)
-    limits = Limits(float(timeout), memory_mb, max_output_bytes)
+    limits = Limits(float(timeout), memory_mb, max_output_bytes, threads)
     specs = load_specs(exercises_dir, extra_tests)
     base = _specs_digest(specs, limits) + box.kind
     state_dir = out_csv.parent / (out_csv.name + ".parts")

@@ -95,11 +95,13 @@ class NotebookRun:
     def _env(self) -> dict[str, str]:
         sandboxed = self.sandbox.kind == "bwrap"
         tmp = "/tmp" if sandboxed else str(self.scratch / "tmp")
+        threads = getattr(self.limits, "threads", 1)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp,
             "MPLCONFIGDIR": tmp, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
-            "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
+            "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "OPENBLAS_NUM_THREADS": str(threads), "MALLOC_ARENA_MAX": "2",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
             "LANG": "C.UTF-8",
         }

@@ -160,7 +160,7 @@ class Session:
 
     def _stop(self, why: str | None, detail: str = "") -> None:
         """Kill the process tree and raise ``ProcessStopped`` with the reason."""
-        code = self.process.kill()
+        code = self.process.kill(grace=0 if why == "timeout" else 2.0)
         if why == "timeout":
             kind, message = "timeout", "ran past its time limit"
         elif why == "protocol":

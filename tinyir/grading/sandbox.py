@@ -104,7 +104,7 @@ class Sandbox:
         popen = subprocess.Popen(argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
                                  stdout=stdout, stderr=stderr, pass_fds=fds,
                                  start_new_session=True)
-        return Process(popen, cgroup, memory_mb * 2**20 + TMPFS_BYTES)
+        return Process(popen, cgroup, memory_mb * 2**20 + TMPFS_BYTES, self.kind == "bwrap")
 
 
 def choose_sandbox(requested: str = "auto") -> Sandbox:
@@ -253,8 +253,10 @@ def _descendants(root: int) -> dict[int, int]:
 class Process:
     """The student's running process tree: poll, wait, and kill every process of it."""
 
-    def __init__(self, popen: subprocess.Popen, cgroup: CGroup | None, memory_bytes: int):
+    def __init__(self, popen: subprocess.Popen, cgroup: CGroup | None, memory_bytes: int,
+                 bwrap: bool = False):
         self.popen = popen
+        self.bwrap = bwrap
         self.cgroup = cgroup
         self.memory_bytes = memory_bytes
         self.over_limit = ""  # set by the watchdog when it killed the tree
@@ -287,8 +289,17 @@ class Process:
     def returncode(self) -> int | None:
         return self.popen.poll()
 
-    def kill(self) -> int:
-        """Kill every process of the tree (the cgroup's, the group's, the descendants')."""
+    def kill(self, grace: float = 0.0) -> int:
+        """Kill every process of the tree (the cgroup's, the group's, the descendants').
+
+        grace: seconds to wait first for the process to end by itself (to read its exit code).
+        Returns the exit code; a death by signal N is -N (bwrap reports it as 128 + N).
+        """
+        if grace > 0:
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
         self._stop.set()
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
@@ -297,4 +308,7 @@ class Process:
         self._kill_tree()
         if self.cgroup is not None:
             self.cgroup.kill_all()
-        return self.popen.wait()
+        code = self.popen.wait()
+        if self.bwrap and 128 < code <= 128 + 64:
+            code = 128 - code
+        return code
