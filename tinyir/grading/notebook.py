@@ -33,7 +33,7 @@ from tinyir.grading.protocol import write_message
 from tinyir.grading.remote import ProcessStopped, Remote, RemoteObject, Session, StudentError
 from tinyir.grading.sandbox import SUBMISSION_MOUNT, WORK_DIR, Sandbox
 
-MAX_ATTEMPTS = 4
+MAX_ATTEMPTS = 6  # runs of a notebook; the time cap bounds timeouts, this bounds crashes
 ITEM_SHARE = 0.25  # a cell or a check call may use this share of the notebook's time cap
 FSIZE_RESERVE_BYTES = 4 * 2**20
 HARD_KINDS = ("timeout", "memory", "crashed")

@@ -28,13 +28,13 @@ def loss_and_grad(fn: Any, *args: Any, wrt: tuple[int, ...] = (0,), **kwargs: An
             "connected": connected, "grads": [args[i].grad for i in wrt]}
 
 
-def args_after_call(fn: Any, *args: Any, **kwargs: Any) -> list[Any]:
-    """Call ``fn(*args, **kwargs)`` and return ``args`` as they are afterwards.
+def args_after_call(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[Any]]:
+    """Call ``fn(*args, **kwargs)``; return its result and ``args`` as they are afterwards.
 
     The grader's arguments arrive as copies, so an in-place change is visible only here.
     """
-    fn(*args, **kwargs)
-    return list(args)
+    result = fn(*args, **kwargs)
+    return result, list(args)
 
 
 def tiny_biencoder(tokenizer_json: str, seed: int = 0, **kwargs: Any) -> Any:

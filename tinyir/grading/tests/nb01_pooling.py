@@ -130,7 +130,8 @@ def mean_leaves_inputs_unchanged(mean_pooling, remote):
     """hidden and mask are not modified in place."""
     hidden, mask = random_batch((3, 5, 2), "left", seed=5)
     hidden_copy, mask_copy = hidden.clone(), mask.clone()
-    hidden, mask = remote.new(AFTER_CALL, mean_pooling, hidden, mask)
+    got, (hidden, mask) = remote.new(AFTER_CALL, mean_pooling, hidden, mask)
+    assert_close(got, reference_mean(hidden_copy, mask_copy), "mean_pooling's output")
     assert_close(hidden, hidden_copy, "hidden after the call (it must not be modified)")
     assert_close(mask, mask_copy, "mask after the call (it must not be modified)")
 
@@ -186,6 +187,7 @@ def last_leaves_inputs_unchanged(last_token_pooling, remote):
     """hidden and mask are not modified in place."""
     hidden, mask = random_batch((3, 5, 2), "mixed", seed=15)
     hidden_copy, mask_copy = hidden.clone(), mask.clone()
-    hidden, mask = remote.new(AFTER_CALL, last_token_pooling, hidden, mask)
+    got, (hidden, mask) = remote.new(AFTER_CALL, last_token_pooling, hidden, mask)
+    assert_close(got, reference_last(hidden_copy, mask_copy), "last_token_pooling's output")
     assert_close(hidden, hidden_copy, "hidden after the call (it must not be modified)")
     assert_close(mask, mask_copy, "mask after the call (it must not be modified)")

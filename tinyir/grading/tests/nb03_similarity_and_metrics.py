@@ -70,7 +70,7 @@ def normalize_float64_and_inputs_intact(l2_normalize, remote):
     copy = x.clone()
     got = l2_normalize(x)
     assert_close(got, F.normalize(copy, dim=-1), "l2_normalize in float64", atol=1e-12)
-    (x,) = remote.new(AFTER_CALL, l2_normalize, x)
+    _, (x,) = remote.new(AFTER_CALL, l2_normalize, x)
     assert_close(x, copy, "x after the call (it must not be modified)")
 
 
@@ -256,7 +256,7 @@ def max_sim_bool_masks_float64(max_sim, remote):
     copies = [t.clone() for t in (q, q_mask, d, d_mask)]
     got = max_sim(q, q_mask, d, d_mask)
     assert_close(got, reference_max_sim(*copies), "max_sim with bool masks in float64", atol=1e-9)
-    q, q_mask, d, d_mask = remote.new(AFTER_CALL, max_sim, q, q_mask, d, d_mask)
+    _, (q, q_mask, d, d_mask) = remote.new(AFTER_CALL, max_sim, q, q_mask, d, d_mask)
     for name, tensor, copy in zip(("q", "q_mask", "d", "d_mask"), (q, q_mask, d, d_mask), copies,
                                   strict=True):
         assert_close(tensor, copy, f"{name} after the call (it must not be modified)")

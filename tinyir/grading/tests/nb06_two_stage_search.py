@@ -90,7 +90,8 @@ def index_leaves_the_input_unchanged(build_index, remote):
     """A float32 NumPy input is not normalized in place (work on a copy)."""
     docs = (3 * _randn(10, 4, seed=3)).astype(np.float32)
     before = docs.copy()
-    (docs,) = remote.new("tinyir.grading.probes:args_after_call", build_index, docs)
+    index, (docs,) = remote.new("tinyir.grading.probes:args_after_call", build_index, docs)
+    assert index.ntotal == 10, f"expected 10 documents in the index, got {index.ntotal}"
     assert np.array_equal(docs, before), (
         "build_index changed the caller's array: faiss.normalize_L2 works in place, so "
         "normalize a copy")
