@@ -79,7 +79,6 @@ def _cmd_grading_build(args: argparse.Namespace) -> int:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     from tinyir.grading import format_summary, grade
-
     from tinyir.grading.sandbox import choose_sandbox
 
     rows = grade(

@@ -7,8 +7,10 @@
     self_check(...)              the visible check after each exercise in the notebooks
 
 The notebook format is described in :mod:`tinyir.grading.build`, the test format in
-:mod:`tinyir.grading.checks`, the isolation in :mod:`tinyir.grading.runner` and
-:mod:`tinyir.grading.grader`.
+:mod:`tinyir.grading.checks`; the orchestration in :mod:`tinyir.grading.grader`, one notebook in
+:mod:`tinyir.grading.notebook`, the student's process in :mod:`tinyir.grading.student`, the
+channel in :mod:`tinyir.grading.remote` and :mod:`tinyir.grading.protocol`, the sandbox in
+:mod:`tinyir.grading.sandbox`, the student's copy of tinyir in :mod:`tinyir.grading.package`.
 """
 
 from tinyir.grading.build import (

@@ -235,15 +235,46 @@ def _as_real(value: Any) -> float | None:
     return None
 
 
+STUDENT_DEPTH = 4  # a student's code is another code path, of a few chained reductions
+
+
+def _default_tolerance(got: Any, expected: Any) -> tuple[float, float]:
+    """(atol, rtol) by tinyir.testing's rule: the less precise dtype of the two, depth 4, and
+    atol scaled by the magnitude of ``expected`` (max |expected|, or 1 when it is all zeros)."""
+    from tinyir.testing import tolerance
+
+    def dtype_of(x: Any) -> str:
+        name = str(getattr(x, "dtype", "float32")).removeprefix("torch.")
+        return name if name in ("float64", "float32", "float16", "bfloat16") else "float32"
+
+    eps_order = ["float64", "float32", "float16", "bfloat16"]
+    dtype = max(dtype_of(got), dtype_of(expected), key=eps_order.index)
+    atol, rtol = tolerance(dtype, STUDENT_DEPTH)
+    try:
+        import numpy as np
+
+        scale = float(np.abs(np.asarray(expected.detach().cpu() if _is_torch_tensor(expected)
+                                        else expected, dtype=np.float64)).max(initial=0.0))
+    except (TypeError, ValueError, AttributeError):
+        scale = 1.0
+    return atol * (scale or 1.0), rtol
+
+
 def describe_difference(
-    got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-5
+    got: Any, expected: Any, atol: float | None = None, rtol: float | None = None
 ) -> str | None:
     """None when ``got`` matches ``expected``; else one sentence saying how it differs.
 
     Tensors and arrays: same type, same shape, no NaN where none is expected, values within
     ``atol + rtol * |expected|``. Real numbers: the same tolerance (ints and 0-d tensors are
-    accepted for floats). Booleans, strings and other values: equality.
+    accepted for floats). Booleans, strings and other values: equality. Without atol/rtol, the
+    tolerance follows the course's one rule (``tinyir.testing``): machine epsilon of the less
+    precise dtype, times 16, times the depth (``STUDENT_DEPTH``), relative to max |expected|.
     """
+    if atol is None or rtol is None:
+        default_atol, default_rtol = _default_tolerance(got, expected)
+        atol = default_atol if atol is None else atol
+        rtol = default_rtol if rtol is None else rtol
     if _is_torch_tensor(expected):
         return _tensor_difference(got, expected, atol, rtol)
     if _is_numpy_array(expected):
@@ -311,7 +342,7 @@ def _tensor_difference(got: Any, expected: Any, atol: float, rtol: float) -> str
 
 
 def assert_close(
-    got: Any, expected: Any, what: str, atol: float = 1e-5, rtol: float = 1e-5
+    got: Any, expected: Any, what: str, atol: float | None = None, rtol: float | None = None
 ) -> None:
     """Raise ``AssertionError("what: how it differs")`` unless ``got`` matches ``expected``."""
     reason = describe_difference(got, expected, atol=atol, rtol=rtol)
@@ -320,7 +351,8 @@ def assert_close(
 
 
 def self_check(
-    name: str, got: Any, expected: Any, hint: str, atol: float = 1e-5, rtol: float = 1e-5
+    name: str, got: Any, expected: Any, hint: str, atol: float | None = None,
+    rtol: float | None = None
 ) -> None:
     """The visible check after an exercise: print expected and got; fail with ``hint`` if unequal.
 

@@ -1,17 +1,15 @@
-"""Grade student notebooks: one limited process per notebook, hidden tests per exercise, a CSV.
+"""Grade student notebooks: a sandboxed process per notebook, hidden checks from outside, a CSV.
 
     rows = grade("submissions/", "grades.csv", feedback_dir="feedback/", jobs=4)
     print(format_summary(rows))
 
-``submissions/<student id>/`` holds a student's notebooks, named as in ``exercises/``. For each
-(student, notebook) the grader copies the student's folder to a scratch directory and runs
-``python -m tinyir.grading.runner`` there (see that module): every code cell in order (except
-those tagged ``{"tinyir": {"skip_in_grading": true}}``: heavy demos), errors recorded without
-stopping, then the grading tests of each exercise against what the notebook defined. The
-process has a wall-clock timeout (its whole process group is killed), an address space limit, a
-file size limit and a cap on printed output. When it dies in a cell or a check,
-that cell or check is marked (timeout, memory, crashed) and the notebook runs again without it,
-up to ``MAX_ATTEMPTS`` runs, so one bad function costs its own points only.
+``submissions/<student id>/`` holds a student's notebooks, named as in ``exercises/``. Each
+student's notebooks are graded one after another (``jobs`` students at once); each notebook by
+``tinyir.grading.notebook``: its cells run in a sandboxed process (``tinyir.grading.sandbox``),
+the checks run here and call the student's objects through handles (``tinyir.grading.remote``).
+Nothing a student's process does reaches this process except data, which only the checks judge;
+a failure while grading one notebook becomes error rows for that notebook, never the end of the
+run.
 
 Statuses (one per exercise):
     ok               every check passed: full points
@@ -19,7 +17,7 @@ Statuses (one per exercise):
     failed           no check passed (wrong answers)
     not_implemented  the stub still raises NotImplementedError
     error            an exception: a syntax error in its cell, a TypeError in the function ...
-    timeout          its cell, its self-check or one of its checks ran past the time limit
+    timeout          its cell or one of its checks ran past the time limit
     memory           it ran out of memory (MemoryError, a failed allocation, or killed)
     crashed          the interpreter exited: sys.exit(), os._exit(), a fatal signal
     missing          the notebook, or the function/variable the exercise asks for, is absent
