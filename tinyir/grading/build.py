@@ -58,7 +58,9 @@ class Exercise:
 def cell_source(cell: dict[str, Any]) -> str:
     """A cell's source as one string (notebook JSON may store it as a list of lines)."""
     source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
+    if isinstance(source, list):  # a malformed notebook may hold other things than strings
+        return "".join(part if isinstance(part, str) else str(part) for part in source)
+    return str(source)
 
 
 def cell_tags(cell: dict[str, Any]) -> dict[str, Any]:

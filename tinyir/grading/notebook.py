@@ -113,15 +113,17 @@ class NotebookRun:
         from_child_r, from_child_w = os.pipe()
         sandboxed = self.sandbox.kind == "bwrap"
         work = WORK_DIR if sandboxed else str(self.scratch / "work")
-        out = open(self.scratch / f"stdout-{self.attempts}.txt", "wb")  # noqa: SIM115
-        err = open(self.scratch / f"stderr-{self.attempts}.txt", "wb")  # noqa: SIM115
         try:
-            process = self.sandbox.start(
-                self.package_dir, self.submission_dir, self.scratch, self.limits.memory_mb,
-                (to_child_r, from_child_w), out, err, self._env())
+            with open(self.scratch / f"stdout-{self.attempts}.txt", "wb") as out, \
+                    open(self.scratch / f"stderr-{self.attempts}.txt", "wb") as err:
+                process = self.sandbox.start(
+                    self.package_dir, self.submission_dir, self.scratch, self.limits.memory_mb,
+                    (to_child_r, from_child_w), out, err, self._env())
+        except BaseException:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            raise
         finally:
-            out.close()
-            err.close()
             os.close(to_child_r)
             os.close(from_child_w)
         session = Session(process, to_child_w, from_child_r)
@@ -270,6 +272,7 @@ class NotebookRun:
                 except StudentError:
                     return "error", f"`{name}` is not defined"
         try:
+            remote._session.request({"op": "seed"})
             found.func(**kwargs)
         except ProcessStopped:
             raise

@@ -32,7 +32,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-MAX_MESSAGE_BYTES = 512 * 2**20  # one reply; more is a protocol error, not an allocation
+MAX_MESSAGE_BYTES = 64 * 2**20  # one reply; more is a protocol error, not an allocation
 MAX_DEPTH = 64
 MAX_ITEMS = 2_000_000
 TENSOR_DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "uint8", "int16", "int32",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +36,15 @@ def _unit(*shape: int, seed: int) -> torch.Tensor:
     return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
 
+_BUILD = threading.Lock()  # students are graded in threads; the init seeds torch's global RNG
+
+
 def _tiny(seed: int = 0):
     """The tiny from-scratch bi-encoder, here in the grader (for the reference runs)."""
     from tinyir.course.models import tiny_biencoder
 
-    return tiny_biencoder(seed=seed, dropout=0.0, max_length=64)
+    with _BUILD:
+        return tiny_biencoder(seed=seed, dropout=0.0, max_length=64)
 
 
 def _tiny_there(remote, seed: int = 0):
@@ -145,13 +150,13 @@ def one_query_everywhere(make_batches):
 
 
 @check("training.make_batches")
-def deterministic_for_a_seed(make_batches):
+def deterministic_for_a_seed(make_batches, remote):
     """The same seed gives the same batches, whatever the global random state."""
     pairs = _pairs(30, seed=2)
-    random.seed(1)
+    remote.get("random:seed")(1)  # the global state of the student's process
     first = make_batches(list(pairs), 7, 3)
-    random.seed(2)
-    torch.manual_seed(2)
+    remote.get("random:seed")(2)
+    remote.get("torch:manual_seed")(2)
     second = make_batches(list(pairs), 7, 3)
     assert [list(b) for b in first] == [list(b) for b in second], (
         "make_batches with seed 3, called twice: expected the same batches (use "
@@ -379,7 +384,9 @@ def train_matches_reference_loop(train, make_batches, remote, n, batch_size, epo
                  torch.tensor(expected["loss"]), "the loss of every step", atol=1e-3, rtol=1e-3)
     assert_close(torch.tensor([float(x) for x in got["recall"]]),
                  torch.tensor(expected["recall"]), "the evaluations")
-    _weights_agree(model, reference, _tiny(), "after training", rtol=0.05)
+    # AdamW turns rounding into up to 0.074 of the update for correct code (seeds 0-11 of the
+    # 6-pair case); a missing zero_grad gives >= 0.37, a wrong lr or temperature >= 1.17.
+    _weights_agree(model, reference, _tiny(), "after training", rtol=0.2)
     assert not model.training, "the model must be left in eval mode"
 
 
