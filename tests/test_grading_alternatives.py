@@ -40,8 +40,9 @@ def test_correct_alternatives_get_full_marks(tmp_path):
         shutil.copy(path, sub / "solutions" / path.name)
 
     # Two threads in the students' processes (test_grading.py grades the solutions with one):
-    # another summation order, the same marks.
-    rows = grade(sub, tmp_path / "out" / "grades.csv", jobs=2, timeout=120,
+    # another summation order, the same marks. One job, so the threads do not oversubscribe
+    # a 2-core machine.
+    rows = grade(sub, tmp_path / "out" / "grades.csv", jobs=1, timeout=120,
                  memory_mb=2048, progress=False, threads=2)
     print(format_summary(rows))
 

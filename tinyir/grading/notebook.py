@@ -102,6 +102,7 @@ class NotebookRun:
             "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
             "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "OPENBLAS_NUM_THREADS": str(threads), "MALLOC_ARENA_MAX": "2",
+            "OMP_WAIT_POLICY": "PASSIVE",  # no spinning threads when jobs share the cores
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
             "LANG": "C.UTF-8",
         }
