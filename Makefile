@@ -1,7 +1,8 @@
 # tinyir: two commands for a newcomer.
 #   make course   set up .venv (if needed), build the dataset, start JupyterLab on notebooks/
 #   make test     set up .venv (if needed), build the dataset, run the whole test suite
-# Other targets: make data, make test-gpu, make bench, make lint, make clean-venv.
+# Other targets: make data, make test-1thread, make test-gpu, make bench, make lint,
+# make clean-venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # Fewer progress-bar refreshes: a flood of widget messages can outrun nbval's 5 s output wait.
 export TQDM_MININTERVAL := 1
 
-.PHONY: install data course test test-fast test-notebooks test-gpu bench lint clean-venv
+.PHONY: install data course test test-1thread test-fast test-notebooks test-gpu bench lint clean-venv
 
 install: $(STAMP)
 
@@ -35,10 +36,18 @@ course: data
 	$(BIN)/jupyter lab notebooks/
 
 # Unit, oracle and grading tests, then every lesson and solution notebook under nbval (each in a
-# fresh kernel, with its time budget checked by conftest.py).
+# fresh kernel, with its time budget checked by conftest.py); then the unit and grading tests
+# again on one thread (test-1thread).
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 test: data
 	$(BIN)/python -m pytest tests notebooks solutions $(NBVAL)
+	$(MAKE) --no-print-directory test-1thread
+
+# A second configuration: one BLAS/OpenMP thread sums in another order than two, so every float
+# check between code paths must hold under both (the tolerance rule in tinyir/testing.py).
+# The slow tests (full dataset rebuild, graded notebook runs) are left to the first pass.
+test-1thread: data
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider
 
 test-fast: data
 	$(BIN)/python -m pytest tests -m "not slow"

@@ -12,6 +12,7 @@ import torch
 from tinyir.biencoder import BiEncoder
 from tinyir.encoder import Encoder, EncoderConfig
 from tinyir.pretrained import minilm_path
+from tinyir.testing import assert_close
 from tinyir.tokenizer import Tokenizer
 
 TEXTS = [
@@ -42,6 +43,10 @@ def st_model():
     return _sentence_transformer(minilm_path())
 
 
+# 6 encoder layers, then mean pooling and L2 normalization; unit vectors: scale 1
+EMBEDDING_DEPTH = 6 + 2
+
+
 def st_encode(model, texts, batch_size=3):
     return model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
                         normalize_embeddings=False, show_progress_bar=False)
@@ -58,16 +63,18 @@ def test_encode_equals_sentence_transformers(minilm, st_model, batch_size):
     expected = st_encode(st_model, TEXTS, batch_size)
     got = minilm.encode(TEXTS, batch_size=batch_size, show_progress=False)
     assert got.shape == (len(TEXTS), 384) and got.dtype == torch.float32
-    assert (got - expected).abs().max().item() <= 1e-5
-    torch.testing.assert_close(got.norm(dim=1), torch.ones(len(TEXTS)))
+    assert_close(got, expected, depth=EMBEDDING_DEPTH, scale=1.0,
+                 what="tinyir vs sentence-transformers")
+    assert_close(got.norm(dim=1), torch.ones(len(TEXTS)), what="norms")
 
 
 def test_encode_restores_the_original_order(minilm):
     forward = minilm.encode(TEXTS, batch_size=2, show_progress=False)
     backward = minilm.encode(TEXTS[::-1], batch_size=2, show_progress=False)
-    torch.testing.assert_close(backward, forward.flip(0), rtol=0, atol=1e-6)
+    # other batches, other padding: another code path, so a tolerance, not equality
+    assert_close(backward, forward.flip(0), depth=EMBEDDING_DEPTH, scale=1.0, what="reversed")
     one = minilm.encode([TEXTS[5]], show_progress=False)
-    torch.testing.assert_close(one[0], forward[5], rtol=0, atol=1e-6)
+    assert_close(one[0], forward[5], depth=EMBEDDING_DEPTH, scale=1.0, what="alone vs batched")
 
 
 def test_forward_is_differentiable_and_equals_encode(minilm):
@@ -78,7 +85,8 @@ def test_forward_is_differentiable_and_equals_encode(minilm):
     grad = minilm.encoder.layers[0].attention.query.weight.grad
     assert grad is not None and grad.abs().sum() > 0
     minilm.zero_grad(set_to_none=True)
-    torch.testing.assert_close(embeddings.detach(), minilm.encode(TEXTS[:3]), rtol=0, atol=1e-6)
+    assert_close(embeddings.detach(), minilm.encode(TEXTS[:3]), depth=EMBEDDING_DEPTH, scale=1.0,
+                 what="forward (autograd) vs encode (inference)")
 
 
 def test_progress_bar_and_numpy(minilm, capsys):
@@ -95,7 +103,8 @@ def test_max_length_argument_truncates(minilm):
     short = minilm.encode([TEXTS[2]], max_length=16)
     assert not torch.allclose(short, minilm.encode([TEXTS[2]]), atol=1e-3)
     expected = minilm(minilm.tokenize([TEXTS[2]], max_length=16))
-    torch.testing.assert_close(short, expected.detach(), rtol=0, atol=1e-6)
+    assert_close(short, expected.detach(), depth=EMBEDDING_DEPTH, scale=1.0,
+                 what="encode vs forward at max_length=16")
 
 
 def test_save_load_round_trip(minilm, tmp_path):
@@ -113,7 +122,8 @@ def test_save_load_round_trip(minilm, tmp_path):
     minilm.save_pretrained(folder)  # overwriting an existing folder works, leaves no temp dirs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     st_reloaded = _sentence_transformer(folder)  # sentence-transformers reads our folder too
-    assert (st_encode(st_reloaded, TEXTS) - minilm.encode(TEXTS)).abs().max() <= 1e-5
+    assert_close(st_encode(st_reloaded, TEXTS), minilm.encode(TEXTS), depth=EMBEDDING_DEPTH,
+                 scale=1.0, what="sentence-transformers on our folder vs tinyir")
 
 
 def test_tiny_model_from_scratch(tmp_path):
@@ -154,6 +164,7 @@ def test_cuda_encode_matches_cpu(minilm):
     gpu = BiEncoder.minilm(device="cuda")
     got = gpu.encode(TEXTS, batch_size=3)
     assert got.device.type == "cuda"
-    assert (got.cpu() - minilm.encode(TEXTS)).abs().max() <= 1e-4
+    assert_close(got.cpu(), minilm.encode(TEXTS), depth=EMBEDDING_DEPTH, scale=1.0,
+                 what="CUDA vs CPU")
     moved = BiEncoder.minilm()
     assert moved.encode(TEXTS[:2], device="cuda").device.type == "cuda"

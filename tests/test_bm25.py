@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tinyir.bm25 import BM25, ENGLISH_STOPWORDS, tokenize
+from tinyir.testing import assert_close
 
 bm25s = pytest.importorskip("bm25s")
 Stemmer = pytest.importorskip("Stemmer")
@@ -68,14 +69,14 @@ def test_hand_computed_tiny_example():
     doc0 = idf_cat * 1 / (1 + 1.5 * (1 - 0.75 + 0.75 * 2 / (8 / 3)))  # tf = 1, |d| = 2
     doc2 = idf_cat * 2 / (2 + 1.5 * (1 - 0.75 + 0.75 * 4 / (8 / 3)))  # tf = 2, |d| = 4
     scores = bm25.score([["cat"]])
-    np.testing.assert_allclose(scores, [[doc0, 0.0, doc2]], rtol=1e-6)
+    assert_close(scores, [[doc0, 0.0, doc2]], what="float32 BM25 vs hand arithmetic")
     top_scores, top_ids = bm25.search([["cat"]], k=2)
     # doc0 = idf / 2.21875 < doc2 = 2 idf / 4.0625: the second "cat" outweighs the longer doc.
     assert doc2 > doc0
     assert top_ids.tolist() == [[2, 0]]
-    np.testing.assert_allclose(top_scores, [[doc2, doc0]], rtol=1e-6)
+    assert_close(top_scores, [[doc2, doc0]], what="search vs hand arithmetic")
     # A query term repeated twice counts twice; unknown terms are ignored.
-    np.testing.assert_allclose(bm25.score([["cat", "cat", "zebra"]]), 2 * scores, rtol=1e-6)
+    assert_close(bm25.score([["cat", "cat", "zebra"]]), 2 * scores, what="repeated term")
 
 
 @pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
@@ -93,12 +94,13 @@ def test_matches_bm25s_scores_and_top10(method):
     ours.index(corpus, progress=False)  # raw text: our tokenizer gives the same tokens
 
     expected = np.stack([reference.get_scores(q) for q in query_tokens])  # (Q, N)
-    np.testing.assert_allclose(ours.score(query_tokens), expected, rtol=1e-5, atol=1e-6)
+    # per-term scores summed over the query's terms: two chained steps
+    assert_close(ours.score(query_tokens), expected, depth=2, what=f"BM25 vs bm25s ({method})")
 
     top_scores, top_ids = ours.search(query_tokens, k=10)
     ref_ids, ref_scores = reference.retrieve(query_tokens, k=10, show_progress=False,
                                              n_threads=1)
-    np.testing.assert_allclose(top_scores, ref_scores, rtol=1e-5, atol=1e-6)
+    assert_close(top_scores, ref_scores, depth=2, what=f"top 10 vs bm25s ({method})")
     compared = 0
     for row in range(len(query_tokens)):
         # Compare as sets among the strictly-above-the-10th-score docs: ties may be ordered

@@ -7,8 +7,11 @@ import torch
 
 from tinyir.colbert import ColBERT, max_sim, train_projection
 from tinyir.encoder import Encoder, EncoderConfig
+from tinyir.testing import assert_close
 from tinyir.tokenizer import Tokenizer
 
+# the tiny encoder's 2 layers, the projection, the normalization: unit vectors, scale 1
+TOKEN_DEPTH = 4
 DOCS = ["numpy.cumsum(a, axis=None): cumulative sum.", "Join two paths.", "x"]
 
 
@@ -32,7 +35,7 @@ def test_tokens_are_unit_vectors_and_masks_drop_padding_and_punctuation(tokenize
     punctuation = torch.isin(batch["input_ids"], model.skiplist)
     assert punctuation[0].sum() >= 5 and not keep[punctuation].any()
     norms = emb.norm(dim=-1)
-    torch.testing.assert_close(norms[keep], torch.ones(int(keep.sum())))
+    assert_close(norms[keep], torch.ones(int(keep.sum())), what="token norms")
     assert (norms[~keep] == 0).all()
     q, q_keep = model.encode_queries(DOCS[:1])  # queries keep their punctuation
     assert q_keep.sum() == tokenizer(DOCS[:1], max_length=32)["attention_mask"].sum()
@@ -44,7 +47,7 @@ def test_batched_encoding_equals_one_by_one(tokenizer):
     for i, text in enumerate(DOCS):
         one, one_keep = model.encode_docs([text])
         L = one.shape[1]
-        torch.testing.assert_close(emb[i, :L], one[0], atol=1e-5, rtol=1e-5)
+        assert_close(emb[i, :L], one[0], depth=TOKEN_DEPTH, scale=1.0, what=f"doc {i} alone vs batched")
         assert torch.equal(keep[i, :L], one_keep[0]) and not keep[i, L:].any()
 
 
@@ -54,7 +57,7 @@ def test_without_projection_tokens_are_normalized_hidden_states(tokenizer):
     batch = model.tokenize(DOCS[1:2], is_query=False)
     hidden = model.encoder(batch["input_ids"], batch["attention_mask"])
     emb, _ = model(batch, is_query=False)
-    torch.testing.assert_close(emb, torch.nn.functional.normalize(hidden, dim=-1))
+    assert_close(emb, torch.nn.functional.normalize(hidden, dim=-1), what="normalized hidden")
 
 
 def test_save_load_round_trip(tokenizer, tmp_path):
@@ -62,7 +65,7 @@ def test_save_load_round_trip(tokenizer, tmp_path):
     loaded = ColBERT.from_pretrained(model.save_pretrained(tmp_path / "cb"))
     assert loaded.dim == 16 and loaded.doc_max_length == 32
     for a, b in zip(model.encode_docs(DOCS), loaded.encode_docs(DOCS), strict=True):
-        torch.testing.assert_close(a, b)
+        assert torch.equal(a, b)  # same weights, same code path: exact
 
 
 def test_same_seed_same_projection(tokenizer):
@@ -93,4 +96,4 @@ def test_cuda_encoding_matches_cpu(tokenizer, tmp_path):
     gpu_model = ColBERT.from_pretrained(model.save_pretrained(tmp_path / "cb"), device="cuda")
     gpu, gpu_keep = gpu_model.encode_docs(DOCS)
     assert gpu.device.type == "cuda" and torch.equal(gpu_keep.cpu(), cpu_keep)
-    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    assert_close(gpu.cpu(), cpu, depth=TOKEN_DEPTH, scale=1.0, what="CUDA vs CPU")

@@ -10,6 +10,7 @@ import torch
 
 from tinyir.course import models
 from tinyir.data import load_beir, write_beir
+from tinyir.testing import assert_close
 
 TOPICS = ["sum", "product", "sort", "mean", "median", "reshape", "transpose", "concatenate",
           "split", "stack", "clip", "round"]
@@ -68,7 +69,7 @@ def test_tokenizer_is_cached_and_tiny_biencoder_is_seeded(tiny_data, monkeypatch
     assert a.encoder.config.hidden_size == 128 and a.pooling == "mean" and a.normalize
     emb = a.encode(["numpy.sum adds", "sort a list"])
     assert emb.shape == (2, 128)
-    assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert_close(emb.norm(dim=1), torch.ones(2), what="embedding norms")
 
     causal = models.tiny_biencoder(pooling="lasttoken", causal=True, num_layers=1)
     assert causal.encoder.config.causal and causal.pooling == "lasttoken"

@@ -17,6 +17,7 @@ from tinyir.losses import (
     similarity_matrix,
     triplet_loss,
 )
+from tinyir.testing import assert_close
 
 st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
 
@@ -35,6 +36,10 @@ class IdentityModel(nn.Module):
         return self.dim
 
 
+# tinyir.testing depth of a contrastive loss: normalize, similarity matmul, log-softmax + mean
+LOSS_DEPTH = 3
+
+
 def random_batch(batch_size=8, dim=16, num_negatives=0, dtype=torch.float64, device="cpu"):
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(batch_size, dim, generator=gen, dtype=dtype).to(device)
@@ -50,8 +55,8 @@ def test_similarity_matrix_is_cosine_or_dot():
     a, b, _ = random_batch(4, 8)
     expected = torch.tensor([[F.cosine_similarity(x, y, dim=0).item() for y in b] for x in a],
                             dtype=a.dtype)
-    torch.testing.assert_close(similarity_matrix(a, b), expected)
-    torch.testing.assert_close(similarity_matrix(a, b, normalize=False), a @ b.T)
+    assert_close(similarity_matrix(a, b), expected, depth=2, what="cosine matrix vs loop")
+    assert_close(similarity_matrix(a, b, normalize=False), a @ b.T, what="dot matrix")
 
 
 # ----------------------------------------------------------------------------- info_nce
@@ -65,18 +70,18 @@ def test_info_nce_equals_cross_entropy_on_explicit_matrix():
     candidates = list(pn) + list(nn_.reshape(-1, 16))
     scores = torch.stack([torch.stack([qi @ c for c in candidates]) for qi in qn]) / temperature
     expected = F.cross_entropy(scores, torch.arange(6))
-    torch.testing.assert_close(info_nce(q, p, n, temperature=temperature), expected)
+    assert_close(info_nce(q, p, n, temperature=temperature), expected, depth=LOSS_DEPTH)
     # (B*K, D) and (B, K, D) hard negatives are the same extra columns.
-    torch.testing.assert_close(info_nce(q, p, n.reshape(-1, 16), temperature=temperature), expected)
+    assert_close(info_nce(q, p, n.reshape(-1, 16), temperature=temperature), expected, depth=LOSS_DEPTH)
 
     no_neg = F.cross_entropy(scores[:, :6], torch.arange(6))
-    torch.testing.assert_close(info_nce(q, p, temperature=temperature), no_neg)
+    assert_close(info_nce(q, p, temperature=temperature), no_neg, depth=LOSS_DEPTH)
 
 
 def test_info_nce_dot_similarity():
     q, p, _ = random_batch(5, 8)
     expected = F.cross_entropy((q @ p.T) / 2.0, torch.arange(5))
-    torch.testing.assert_close(info_nce(q, p, temperature=2.0, similarity="dot"), expected)
+    assert_close(info_nce(q, p, temperature=2.0, similarity="dot"), expected, depth=LOSS_DEPTH)
 
 
 @pytest.mark.parametrize("num_negatives", [0, 1, 3])
@@ -88,7 +93,7 @@ def test_info_nce_matches_sentence_transformers_mnrl(num_negatives, temperature)
     columns = [q, p] + [n[:, j] for j in range(num_negatives)]
     expected = st_loss.compute_loss_from_embeddings(columns, labels=None)
     negatives = n if num_negatives else None
-    torch.testing.assert_close(info_nce(q, p, negatives, temperature=temperature), expected)
+    assert_close(info_nce(q, p, negatives, temperature=temperature), expected, depth=LOSS_DEPTH)
 
 
 @pytest.mark.parametrize("num_negatives", [0, 2])
@@ -103,13 +108,13 @@ def test_symmetric_info_nce_matches_sentence_transformers(num_negatives):
     expected = st_loss.compute_loss_from_embeddings(columns, labels=None)
     negatives = n if num_negatives else None
     actual = info_nce(q, p, negatives, temperature=0.05, symmetric=True)
-    torch.testing.assert_close(actual, expected)
+    assert_close(actual, expected, depth=LOSS_DEPTH)
 
 
 def test_symmetric_is_average_of_both_directions():
     q, p, _ = random_batch(5, 8)
     both = info_nce(q, p, symmetric=True)
-    torch.testing.assert_close(both, (info_nce(q, p) + info_nce(p, q)) / 2)
+    assert_close(both, (info_nce(q, p) + info_nce(p, q)) / 2, depth=LOSS_DEPTH)
 
 
 def test_info_nce_identical_embeddings_gives_log_batch_size():
@@ -182,7 +187,7 @@ def test_multi_positive_info_nce_hand_computed():
 def test_multi_positive_reduces_to_info_nce_with_one_positive():
     q, p, _ = random_batch(6, 8)
     mask = torch.eye(6, dtype=torch.bool)
-    torch.testing.assert_close(multi_positive_info_nce(q, p, mask), info_nce(q, p))
+    assert_close(multi_positive_info_nce(q, p, mask), info_nce(q, p), depth=LOSS_DEPTH)
 
 
 def test_multi_positive_bad_inputs():
@@ -213,7 +218,7 @@ def test_triplet_matches_sentence_transformers(distance, st_metric, margin):
     metric = getattr(st_losses.TripletDistanceMetric, st_metric)
     st_loss = st_losses.TripletLoss(IdentityModel(8), distance_metric=metric, triplet_margin=margin)
     expected = st_loss.compute_loss_from_embeddings([a, p, n], labels=None)
-    torch.testing.assert_close(triplet_loss(a, p, n, margin=margin, distance=distance), expected)
+    assert_close(triplet_loss(a, p, n, margin=margin, distance=distance), expected, depth=LOSS_DEPTH)
 
 
 def test_triplet_hand_computed():
@@ -242,7 +247,7 @@ def test_matryoshka_matches_sentence_transformers():
     expected = st_loss(features, labels=None)
     actual = matryoshka_loss(info_nce, q, p, dims=dims, weights=weights, negatives=n,
                              temperature=0.05)
-    torch.testing.assert_close(actual, expected)
+    assert_close(actual, expected, depth=LOSS_DEPTH)
 
 
 def test_matryoshka_hand_computed_with_triplet():
@@ -257,7 +262,7 @@ def test_matryoshka_hand_computed_with_triplet():
     )
     actual = matryoshka_loss(triplet_loss, a, p, dims=(8, 2), weights=(2.0, 1.0), negatives=n,
                              margin=0.5)
-    torch.testing.assert_close(actual, expected)
+    assert_close(actual, expected, depth=LOSS_DEPTH)
 
 
 def test_matryoshka_bad_inputs():
@@ -279,11 +284,11 @@ def test_losses_on_cuda_match_cpu():
     cpu = info_nce(q, p, n, symmetric=True)
     gpu = info_nce(q.cuda(), p.cuda(), n.cuda(), symmetric=True)
     assert gpu.device.type == "cuda"
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+    assert_close(gpu.cpu(), cpu, depth=LOSS_DEPTH, what="CUDA vs CPU")
     with pytest.raises(ValueError, match="device"):
         info_nce(q.cuda(), p)
     mask = torch.eye(8, dtype=torch.bool)
-    torch.testing.assert_close(
+    assert_close(
         multi_positive_info_nce(q.cuda(), p.cuda(), mask.cuda()).cpu(),
-        multi_positive_info_nce(q, p, mask), rtol=1e-4, atol=1e-5,
+        multi_positive_info_nce(q, p, mask), depth=LOSS_DEPTH, what="multi-positive CUDA vs CPU",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import itertools
 import math
 import random
 
@@ -9,11 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+import tinyir.metrics
 from tinyir.metrics import (
+    PairedDifference,
     average_precision_at_k,
     evaluate,
     mrr_at_k,
     ndcg_at_k,
+    paired_bootstrap,
+    per_query,
     precision_at_k,
     rank_documents,
     recall_at_k,
@@ -163,3 +169,121 @@ def test_run_from_topk_numpy_and_torch():
         run_from_topk(["qa", "qb"], ["a", "b", "c"], scores, indices[:, :1])
     with pytest.raises(ValueError, match="indices"):
         run_from_topk(["qa", "qb"], ["a", "b"], scores, indices)
+
+
+# ---- per-query scores and the paired bootstrap -------------------------------------------------
+
+
+def test_per_query_matches_evaluate():
+    scores = per_query(RUN, QRELS, "ndcg@5")
+    assert set(scores) == {"q1", "q2", "q4"}  # judged queries only; q4 (missing) scores 0
+    assert scores["q4"] == 0.0
+    assert scores["q2"] == pytest.approx(1 / math.log2(3), abs=1e-12)
+    for metric in ("ndcg@5", "recall@1", "mrr@5", "map@5", "precision@1"):
+        values = per_query(RUN, QRELS, metric)
+        assert sum(values.values()) / len(values) == pytest.approx(
+            evaluate(RUN, QRELS, k_values=(1, 5))[metric], abs=1e-12
+        )
+    with pytest.raises(ValueError, match="metric"):
+        per_query(RUN, QRELS, "ndcg")
+    with pytest.raises(ValueError, match="metric"):
+        per_query(RUN, QRELS, "bleu@10")
+
+
+def exact_bootstrap_quantile(differences, level):
+    """The level-quantile of the mean of n draws with replacement, by enumerating all n**n."""
+    n = len(differences)
+    means = sorted(sum(draw) / n for draw in itertools.product(differences, repeat=n))
+    cdf = np.arange(1, len(means) + 1) / len(means)
+    return means[int(np.searchsorted(cdf, level))]
+
+
+def test_paired_bootstrap_hand_computed():
+    # differences (0, 0.25, 0.5, 0.5): all 4**4 = 256 resamples enumerated. P(mean <= 0.0625) is
+    # 5/256 < 2.5% < P(mean <= 0.125) = 19/256, and P(mean <= 0.4375) = 240/256 < 97.5%, so the
+    # exact 95% percentile interval is [0.125, 0.5]; 10,000 resamples land on the same atoms.
+    a, b = [0.5, 0.75, 1.0, 1.0], [0.5, 0.5, 0.5, 0.5]
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    low = exact_bootstrap_quantile(differences, 0.025)
+    high = exact_bootstrap_quantile(differences, 0.975)
+    assert (low, high) == (0.125, 0.5)
+    for seed in range(5):  # not one lucky seed
+        result = paired_bootstrap(a, b, seed=seed)
+        assert (result.low, result.high) == (low, high)
+        assert result.difference == pytest.approx(0.3125, abs=1e-12)
+        assert result.n == 4 and result.confidence == 0.95 and result.significant
+
+    # two queries, differences (0, 1): resample means 0, 0.5, 1 with probability 1/4, 1/2, 1/4.
+    # A 40% interval (30th to 70th percentile) is exactly [0.5, 0.5]; 95% is [0, 1].
+    assert (paired_bootstrap([0, 1], [0, 0], confidence=0.4).low,
+            paired_bootstrap([0, 1], [0, 0], confidence=0.4).high) == (0.5, 0.5)
+    wide = paired_bootstrap([0, 1], [0, 0])
+    assert (wide.low, wide.high) == (0.0, 1.0) and not wide.significant
+
+
+def test_paired_bootstrap_seeded_and_order_free():
+    rng = np.random.default_rng(7)
+    a = {f"q{i}": float(x) for i, x in enumerate(rng.random(300))}
+    b = {f"q{i}": float(x) for i, x in enumerate(rng.random(300))}
+    first = paired_bootstrap(a, b, seed=3)
+    assert paired_bootstrap(a, b, seed=3) == first  # same seed, same interval (same code path)
+    shuffled = dict(reversed(list(a.items())))
+    assert paired_bootstrap(shuffled, b, seed=3) == first  # pairs by key, not by dict order
+    assert paired_bootstrap(a, b, seed=4) != first
+
+
+def test_paired_bootstrap_equal_inputs_give_zero():
+    values = {"q1": 0.3, "q2": 0.9, "q3": 0.0}
+    result = paired_bootstrap(values, dict(values))
+    assert (result.difference, result.low, result.high) == (0.0, 0.0, 0.0)
+    assert not result.significant
+    assert "no measurable difference on these 3 queries" in result.describe()
+
+
+def test_paired_bootstrap_clear_effect_and_noise():
+    rng = np.random.default_rng(0)
+    base = rng.random(200)
+    better = paired_bootstrap(base + 0.05 + 0.01 * rng.standard_normal(200), base, metric="x")
+    assert better.significant and better.low > 0.04 and better.high < 0.06
+    assert better.describe("new", "old").endswith("new beats old.")
+    worse = paired_bootstrap(base, base + 0.05)
+    assert worse.significant and worse.high < 0
+    assert worse.describe("new", "old").endswith("old beats new.")
+    # symmetric noise: +-0.1 in equal numbers, mean exactly 0
+    noise = np.array([0.1, -0.1] * 100)
+    null = paired_bootstrap(base + noise, base)
+    assert not null.significant and null.low < 0 < null.high
+    assert abs(null.difference) < 1e-12
+    # the interval shrinks like 1/sqrt(n): 4x the queries, about half the width
+    many = paired_bootstrap(np.tile(base + noise, 4), np.tile(base, 4))
+    ratio = (many.high - many.low) / (null.high - null.low)
+    assert 0.4 < ratio < 0.6
+
+
+def test_paired_bootstrap_bad_arguments():
+    with pytest.raises(ValueError, match="same query ids"):
+        paired_bootstrap({"q1": 1.0, "q2": 0.0}, {"q1": 1.0, "q3": 0.0})
+    with pytest.raises(ValueError, match="equal length"):
+        paired_bootstrap([1.0, 0.0, 0.5], [1.0, 0.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_bootstrap([1.0], [0.0])
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap([1.0, 0.0], [0.0, 0.0], confidence=95)
+    with pytest.raises(ValueError, match="n_resamples"):
+        paired_bootstrap([1.0, 0.0], [0.0, 0.0], n_resamples=0)
+    with pytest.raises(ValueError, match="finite"):
+        paired_bootstrap([1.0, float("nan")], [0.0, 0.0])
+    with pytest.raises(TypeError, match="a and b"):
+        paired_bootstrap({"q1": 1.0, "q2": 0.0}, [1.0, 0.0])
+
+
+def test_paired_difference_describe():
+    tie = PairedDifference(0.004, -0.01, 0.018, n=200, confidence=0.95, metric="nDCG@10")
+    assert tie.describe("hard", "in-batch") == (
+        "hard - in-batch = +0.004 nDCG@10 (95% CI [-0.010, +0.018], n=200 queries): "
+        "no measurable difference on these 200 queries."
+    )
+
+
+def test_metrics_docstring_examples():
+    assert doctest.testmod(tinyir.metrics, raise_on_error=False).failed == 0

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyir.pooling import cls_pooling, l2_normalize, last_token_pooling, mean_pooling, pool
+from tinyir.testing import assert_close
 
 B, T, C = 7, 11, 16
 
@@ -40,7 +41,7 @@ def test_equals_sentence_transformers(mode, padding_side, seed):
     expected = st_pool(hidden, mask, mode)
     got = pool(hidden, mask, mode)
     assert got.shape == (B, C)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert_close(got, expected, what=f"{mode} pooling vs sentence-transformers")
 
 
 def test_modes_pick_the_right_positions():
@@ -49,7 +50,8 @@ def test_modes_pick_the_right_positions():
     assert torch.equal(cls_pooling(hidden, mask), hidden[:, 0])
     assert torch.equal(last_token_pooling(hidden, mask), hidden[torch.arange(B), lengths - 1])
     row = 3
-    torch.testing.assert_close(mean_pooling(hidden, mask)[row], hidden[row, : lengths[row]].mean(0))
+    assert_close(mean_pooling(hidden, mask)[row], hidden[row, : lengths[row]].mean(0),
+                 what="masked mean vs slice mean")
     hidden, mask = random_batch("left")
     assert torch.equal(last_token_pooling(hidden, mask), hidden[:, -1])
     first = T - mask.sum(1)
@@ -60,7 +62,7 @@ def test_mean_pooling_in_half_precision_matches():
     hidden, mask = random_batch("right", dtype=torch.bfloat16)
     got = mean_pooling(hidden, mask)
     assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got, st_pool(hidden, mask, "mean"), rtol=0, atol=0)
+    assert_close(got, st_pool(hidden, mask, "mean"), what="bfloat16 mean vs sentence-transformers")
 
 
 def test_all_zero_mask_row():
@@ -71,7 +73,7 @@ def test_all_zero_mask_row():
     assert torch.equal(last_token_pooling(hidden, mask)[2], torch.zeros(C))
     assert torch.equal(cls_pooling(hidden, mask)[2], hidden[2, 0])
     for mode in ("mean", "cls", "lasttoken"):
-        torch.testing.assert_close(pool(hidden, mask, mode), st_pool(hidden, mask, mode))
+        assert_close(pool(hidden, mask, mode), st_pool(hidden, mask, mode), what=mode)
 
 
 def test_bool_mask_works_like_long():
@@ -85,7 +87,7 @@ def test_l2_normalize_equals_f_normalize():
     x[1] = 0.0  # a zero vector stays zero instead of NaN
     assert torch.equal(l2_normalize(x), F.normalize(x, p=2, dim=-1))
     assert torch.equal(l2_normalize(x)[1], torch.zeros(C))
-    torch.testing.assert_close(l2_normalize(x)[0].norm(), torch.tensor(1.0))
+    assert_close(l2_normalize(x)[0].norm(), 1.0, depth=2, what="norm after normalizing")
 
 
 def test_bad_inputs():
@@ -110,7 +112,7 @@ def test_cuda_keeps_device():
     for mode in ("mean", "cls", "lasttoken"):
         got = pool(hidden.cuda(), mask.cuda(), mode)
         assert got.device.type == "cuda"
-        torch.testing.assert_close(got.cpu(), pool(hidden, mask, mode))
+        assert_close(got.cpu(), pool(hidden, mask, mode), what=f"{mode}: CUDA vs CPU")
     assert l2_normalize(hidden.cuda()).device.type == "cuda"
     with pytest.raises(ValueError, match="mask: on cpu but hidden is on cuda"):
         mean_pooling(hidden.cuda(), mask)

@@ -19,6 +19,7 @@ from tinyir.quantize import (
     quantize_int8,
     rescore,
 )
+from tinyir.testing import assert_close
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +93,7 @@ def test_int8_constant_dimension_does_not_divide_by_zero():
     scale, _ = int8_ranges(x)
     assert scale[0].item() == 1.0
     codes, scale, offset = quantize_int8(x)
-    torch.testing.assert_close(
-        dequantize_int8(codes, scale, offset)[:, 0], torch.tensor([1.5, 1.5])
-    )
+    assert_close(dequantize_int8(codes, scale, offset)[:, 0], [1.5, 1.5], what="dequantized")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,7 +145,7 @@ def test_rescore_orders_candidates_by_float_score():
     query = torch.tensor([[0.0, 1.0]])
     scores, ids = rescore(query, torch.tensor([[0, 2, 1, -1]]), docs, k=3)
     assert ids.tolist() == [[1, 2, 0]]
-    torch.testing.assert_close(scores, torch.tensor([[1.0, 0.8, 0.0]]))
+    assert_close(scores, [[1.0, 0.8, 0.0]], what="rescored vs hand")
 
 
 @pytest.mark.parametrize("precision", ["float", "int8"])
@@ -182,8 +181,8 @@ def test_rescore_errors():
 
 def test_matryoshka_truncate():
     x = torch.tensor([[3.0, 4.0, 12.0]])
-    torch.testing.assert_close(matryoshka_truncate(x, 2), torch.tensor([[0.6, 0.8]]))
-    torch.testing.assert_close(matryoshka_truncate(x, 2, renormalize=False), x[:, :2])
+    assert_close(matryoshka_truncate(x, 2), [[0.6, 0.8]], depth=2, what="truncate + renormalize")
+    assert torch.equal(matryoshka_truncate(x, 2, renormalize=False), x[:, :2])  # a plain slice
     with pytest.raises(ValueError, match="dim"):
         matryoshka_truncate(x, 4)
 
@@ -261,5 +260,5 @@ def test_quantization_on_cuda_matches_cpu():
         offset.cuda(),
     )
     assert on_gpu[1].device.type == "cuda"
-    torch.testing.assert_close(on_gpu[0].cpu(), expected[0], atol=1e-4, rtol=1e-4)
+    assert_close(on_gpu[0].cpu(), expected[0], depth=2, what="rescored scores, CUDA vs CPU")
     assert recall_vs_exact(on_gpu[1].cpu(), expected[1]) > 0.95  # near-ties may swap

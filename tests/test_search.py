@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyir.search import FaissIndex, exact_search, reciprocal_rank_fusion
+from tinyir.testing import assert_close
 
 faiss = pytest.importorskip("faiss")
 
@@ -39,7 +40,7 @@ def test_exact_search_matches_faiss_flat_ip(data, chunk_size, query_chunk_size):
     assert scores.shape == ids.shape == (50, 10)
     assert ids.dtype == torch.int64 and scores.dtype == torch.float32
     np.testing.assert_array_equal(ids.numpy(), ref_ids)
-    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5, atol=1e-5)
+    assert_close(scores, ref_scores, what=f"chunks {chunk_size}/{query_chunk_size} vs FAISS")
 
 
 def test_exact_search_chunk_smaller_than_k(data):
@@ -47,7 +48,7 @@ def test_exact_search_chunk_smaller_than_k(data):
     ref_scores, ref_ids = flat_ip_reference(queries, docs, 10)
     scores, ids = exact_search(queries, docs, k=10, chunk_size=7, query_chunk_size=3)
     np.testing.assert_array_equal(ids.numpy(), ref_ids)
-    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5, atol=1e-5)
+    assert_close(scores, ref_scores, what="small chunks vs FAISS")
 
 
 def test_exact_search_cos_equals_dot_on_normalized(data):
@@ -56,7 +57,7 @@ def test_exact_search_cos_equals_dot_on_normalized(data):
     cos_scores, cos_ids = exact_search(queries, scaled_docs, k=5, similarity="cos")
     dot_scores, dot_ids = exact_search(queries, docs, k=5)
     assert torch.equal(cos_ids, dot_ids)
-    torch.testing.assert_close(cos_scores, dot_scores)
+    assert_close(cos_scores, dot_scores, depth=2, what="cos on scaled docs vs dot")
 
 
 def test_exact_search_ties_lower_index_first_for_any_chunking():
@@ -81,7 +82,7 @@ def test_exact_search_k_larger_than_n_is_clamped(data):
     assert scores.shape == ids.shape == (3, 4)
     assert sorted(ids[0].tolist()) == [0, 1, 2, 3]
     brute = (queries[:3] @ docs[:4].T).sort(dim=1, descending=True).values
-    torch.testing.assert_close(scores, brute)
+    assert_close(scores, brute, what="chunked vs brute force")
 
 
 def test_exact_search_bad_inputs(data):
@@ -121,7 +122,7 @@ def test_faiss_index_flat_ip_numpy_and_torch(data):
     scores, ids = index.search(queries, 10)
     exact_scores, exact_ids = exact_search(queries, docs, k=10)
     np.testing.assert_array_equal(ids, exact_ids.numpy())
-    np.testing.assert_allclose(scores, exact_scores.numpy(), rtol=1e-5, atol=1e-5)
+    assert_close(scores, exact_scores, what="FAISS flat vs exact_search")
     assert index.search(queries[:2], 10_000)[1].shape == (2, 5000)  # k clamped to ntotal
     with pytest.raises(ValueError, match="queries"):
         index.search(queries[:, :10], 5)
@@ -201,7 +202,7 @@ def test_exact_search_cuda_matches_cpu(data):
     gpu_scores, gpu_ids = exact_search(queries.cuda(), docs.cuda(), k=10, chunk_size=1000)
     assert gpu_scores.device.type == "cuda" and gpu_ids.device.type == "cuda"
     assert torch.equal(gpu_ids.cpu(), cpu_ids)
-    torch.testing.assert_close(gpu_scores.cpu(), cpu_scores, rtol=1e-4, atol=1e-4)
+    assert_close(gpu_scores.cpu(), cpu_scores, what="CUDA vs CPU")
     with pytest.raises(ValueError, match="device"):
         exact_search(queries.cuda(), docs)
     values = torch.tensor([1.0, 3.0, 3.0, 2.0, 3.0, 1.0, 3.0, 2.0], device="cuda").unsqueeze(1)

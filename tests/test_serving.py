@@ -96,11 +96,10 @@ def test_token_budget_counts_padded_tokens():
 def test_a_lone_request_is_served_after_the_deadline():
     encoder = RecordingEncoder()
     with DynamicBatcher(encoder, max_batch_size=32, max_wait_ms=20) as batcher:
-        started = time.monotonic()
+        # served at all, although the batch never fills: the deadline closed it (the timeout
+        # only guards against a hang; how fast is benchmarks/' business, not a unit test's)
         assert batcher.submit("alone").result(timeout=10) == "emb:alone"
-        elapsed = time.monotonic() - started
         assert batcher.queue_size() == 0
-    assert elapsed < 2.0  # 20 ms deadline; 100x slack for a busy machine
     assert encoder.batches == [["alone"]]
 
 

@@ -16,12 +16,17 @@ Conventions, checked against ``pytrec_eval`` (the C trec_eval) in tests/test_met
   ``recip_rank`` on the run cut to k; BEIR computes MRR@k this way too).
 - MAP@k: the sum of precision@rank at each relevant rank within the top k, divided by all
   relevant documents of the query (trec_eval's ``map_cut_k``).
+
+Comparing two systems: ``per_query`` gives each judged query's score, and ``paired_bootstrap``
+turns two such dicts into the mean difference with a confidence interval over queries. A claim
+"A beats B" holds only when that interval excludes 0.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -150,6 +155,148 @@ def evaluate(
             for k in k_values:
                 totals[f"{name}@{k}"] += metric(ranked, qrels[qid], k)
     return {key: total / len(judged) for key, total in totals.items()}
+
+
+def _parse_metric(metric: str) -> tuple[str, int]:
+    """ "ndcg@10" -> ("ndcg", 10), with an error that lists the known names."""
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) < 1:
+        raise ValueError(
+            f"metric: expected '<name>@<k>' with name in {sorted(METRICS)} and k >= 1, "
+            f"got {metric!r}"
+        )
+    return name, int(k)
+
+
+def per_query(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    metric: str = "ndcg@10",
+) -> dict[str, float]:
+    """One metric per judged query: {query_id: value}, for paired comparisons.
+
+    Same queries and conventions as :func:`evaluate`: every query of ``qrels`` with a relevant
+    document, a query missing from the run scores 0, so ``mean(per_query(...).values())`` equals
+    ``evaluate(...)[metric]``. metric: "ndcg@10", "recall@100", "mrr@10", "map@100" or
+    "precision@1" (any k).
+    """
+    name, k = _parse_metric(metric)
+    judged = [qid for qid, relevance in qrels.items() if _num_relevant(relevance) > 0]
+    if not judged:
+        raise ValueError("qrels: expected at least one query with a relevant (grade > 0) document")
+    return {qid: METRICS[name](rank_documents(run.get(qid, {})), qrels[qid], k) for qid in judged}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of ``a - b`` over n paired queries, with its bootstrap ``confidence`` interval."""
+
+    difference: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+    metric: str = ""
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes 0: the data support a difference in that direction."""
+        return self.low > 0 or self.high < 0
+
+    def describe(self, a_name: str = "A", b_name: str = "B") -> str:
+        """One sentence: the difference with its interval and n, then the verdict."""
+        what = f" {self.metric}" if self.metric else ""
+        numbers = (
+            f"{a_name} - {b_name} = {self.difference:+.3f}{what} "
+            f"({self.confidence:.0%} CI [{self.low:+.3f}, {self.high:+.3f}], n={self.n} queries)"
+        )
+        if self.low > 0:
+            return f"{numbers}: {a_name} beats {b_name}."
+        if self.high < 0:
+            return f"{numbers}: {b_name} beats {a_name}."
+        return f"{numbers}: no measurable difference on these {self.n} queries."
+
+
+def _paired_values(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Align two {qid: value} dicts by key (sorted, so dict order never matters) or two sequences."""
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        if not (isinstance(a, Mapping) and isinstance(b, Mapping)):
+            raise TypeError(
+                "a and b: expected two {query_id: value} dicts or two sequences, got "
+                f"{type(a).__name__} and {type(b).__name__}"
+            )
+        if a.keys() != b.keys():
+            only_a, only_b = sorted(a.keys() - b.keys(), key=str), sorted(b.keys() - a.keys(), key=str)
+            raise ValueError(
+                "a and b: expected the same query ids; only in a: "
+                f"{only_a[:5]}{'...' if len(only_a) > 5 else ''} ({len(only_a)}), only in b: "
+                f"{only_b[:5]}{'...' if len(only_b) > 5 else ''} ({len(only_b)})"
+            )
+        keys = sorted(a, key=str)
+        a, b = [a[key] for key in keys], [b[key] for key in keys]
+    a_values = np.asarray(a, dtype=np.float64)
+    b_values = np.asarray(b, dtype=np.float64)
+    if a_values.ndim != 1 or a_values.shape != b_values.shape:
+        raise ValueError(
+            "a and b: expected two 1-d sequences of equal length, got shapes "
+            f"{a_values.shape} and {b_values.shape}"
+        )
+    if not (np.isfinite(a_values).all() and np.isfinite(b_values).all()):
+        raise ValueError("a and b: expected finite values, got NaN or inf")
+    return a_values, b_values
+
+
+def paired_bootstrap(
+    a: Mapping[str, float] | Sequence[float],
+    b: Mapping[str, float] | Sequence[float],
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    metric: str = "",
+) -> PairedDifference:
+    """Paired bootstrap confidence interval of ``mean(a - b)`` over queries.
+
+    a, b: {query_id: value} with the same keys (e.g. from :func:`per_query`), or two sequences
+    of equal length whose i-th entries belong to the same query. Each resample draws n query
+    indices with replacement (a numpy Generator seeded with ``seed``) and averages the paired
+    differences; the interval is the (1 - confidence)/2 and (1 + confidence)/2 percentiles of
+    those means (the percentile bootstrap). Pairing matters: both systems are scored on the
+    same resampled queries, so the hard-query noise they share cancels.
+
+    >>> result = paired_bootstrap([0.5, 0.75, 1.0, 1.0], [0.5, 0.5, 0.5, 0.5], metric="ndcg@10")
+    >>> result.difference, result.low, result.high, result.significant
+    (0.3125, 0.125, 0.5, True)
+    >>> result.describe("tuned", "base")
+    'tuned - base = +0.312 ndcg@10 (95% CI [+0.125, +0.500], n=4 queries): tuned beats base.'
+    """
+    if not isinstance(n_resamples, int) or isinstance(n_resamples, bool) or n_resamples < 1:
+        raise ValueError(f"n_resamples: expected an int >= 1, got {n_resamples!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a float in (0, 1), got {confidence!r}")
+    a_values, b_values = _paired_values(a, b)
+    n = len(a_values)
+    if n < 2:
+        raise ValueError(f"a and b: expected at least 2 paired values to resample, got {n}")
+    differences = a_values - b_values  # (n,)
+
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    chunk = max(1, 4_000_000 // n)  # resamples per step: (chunk, n) indices stay ~32 MB
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        indices = rng.integers(0, n, size=(stop - start, n))  # (chunk, n)
+        means[start:stop] = differences[indices].mean(axis=1)
+    alpha = 1 - confidence
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return PairedDifference(
+        difference=float(differences.mean()),
+        low=float(low),
+        high=float(high),
+        n=n,
+        confidence=confidence,
+        metric=metric,
+    )
 
 
 def run_from_topk(
