@@ -9,6 +9,7 @@
     tinyir grade SUBMISSIONS_DIR --out grades.csv [--feedback DIR] [--jobs N] [--timeout S]
                  [--sandbox auto|bwrap|none]
                  [--memory-mb M] [--force] [--tests DIR]
+    tinyir progress [--json] [--reset [--yes]]  quiz scores saved on this machine
 
 Results go to stdout, the last line being one JSON object; progress bars and messages go to
 stderr, so ``tinyir eval ... | tail -1 | python -m json.tool`` works.
@@ -90,6 +91,42 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     warning = choose_sandbox(args.sandbox).warning
     if warning:
         print(f"\nWARNING: {warning}")
+    return 0
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from tinyir.course.quiz import ProgressStore, bank_names
+
+    store = ProgressStore()
+    if args.reset:
+        if not args.yes:
+            try:
+                reply = input(f"Delete every saved quiz score in {store.path}? [y/N] ")
+            except EOFError:
+                reply = ""
+            if reply.strip().lower() not in ("y", "yes"):
+                print("Nothing deleted.", file=sys.stderr)
+                return 1
+        removed = store.reset()
+        print(json.dumps({"path": str(store.path), "reset": removed}))
+        return 0
+    quizzes = store.load()
+    names = sorted(set(bank_names()) | set(quizzes))
+    if args.json:
+        print(json.dumps({"path": str(store.path), "quizzes": quizzes,
+                          "not_started": [n for n in names if n not in quizzes]}))
+        return 0
+    print(f"Quiz scores in {store.path}")
+    print(f"{'notebook':<34} {'best':>6} {'last':>6} {'attempts':>9}  last answered")
+    for name in names:
+        entry = quizzes.get(name)
+        if entry is None:
+            print(f"{name:<34} {'-':>6} {'-':>6} {0:>9}  not started")
+            continue
+        total = entry.get("total", "?")
+        best, last = f"{entry.get('best', 0)}/{total}", f"{entry.get('last', 0)}/{total}"
+        print(f"{name:<34} {best:>6} {last:>6} {entry.get('attempts', 0):>9}  "
+              f"{entry.get('updated', '')}")
     return 0
 
 
@@ -176,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--tests", default=None, help="folder of private grading tests")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
     gr.set_defaults(func=_cmd_grade)
+
+    pr = commands.add_parser("progress", help="quiz scores saved on this machine")
+    pr.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
+    pr.add_argument("--reset", action="store_true", help="delete every saved score (asks first)")
+    pr.add_argument("--yes", action="store_true", help="with --reset: do not ask")
+    pr.set_defaults(func=_cmd_progress)
     return parser
 
 

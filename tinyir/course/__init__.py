@@ -3,6 +3,6 @@
 Nothing in the core of tinyir imports this subpackage.
 """
 
-from tinyir.course.quiz import Choice, ProgressStore, Question, Quiz
+from tinyir.course.quiz import Choice, ProgressStore, Question, Quiz, progress_path
 
-__all__ = ["Choice", "Question", "Quiz", "ProgressStore"]
+__all__ = ["Choice", "Question", "Quiz", "ProgressStore", "progress_path"]
