@@ -1,8 +1,8 @@
 # tinyir: two commands for a newcomer.
 #   make course   set up .venv (if needed), build the dataset, start JupyterLab on notebooks/
 #   make test     set up .venv (if needed), build the dataset, run the whole test suite
-# Other targets: make data, make test-1thread, make test-gpu, make bench, make lint,
-# make clean-venv.
+# Other targets: make data, make test-1thread, make test-gpu, make test-browser, make bench,
+# make grader-image, make lint, make clean-venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +15,8 @@ export TOKENIZERS_PARALLELISM := false
 # Fewer progress-bar refreshes: a flood of widget messages can outrun nbval's 5 s output wait.
 export TQDM_MININTERVAL := 1
 
-.PHONY: install data course test test-1thread test-fast test-notebooks test-gpu bench lint clean-venv
+.PHONY: install data course system-deps test test-1thread test-fast test-notebooks test-gpu \
+        test-browser bench grader-image lint clean-venv
 
 install: $(STAMP)
 
@@ -33,13 +34,21 @@ data: $(STAMP)
 	$(BIN)/tinyir data build
 
 course: data
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# Debian packages some tests need: bubblewrap (the grading sandbox) and chromium (the quiz's
+# real-browser test). Installed when missing and run as root (as CI is); elsewhere those tests
+# skip, and pytest's summary says which command installs them.
+APT_INSTALL = apt-get install -y -qq $(1) >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $(1) >/dev/null 2>&1)
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { $(call APT_INSTALL,bubblewrap); }; } || echo "note: bubblewrap is missing; the grading sandbox tests will skip (apt-get install bubblewrap)"
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { $(call APT_INSTALL,chromium); }; } || echo "note: chromium is missing; the browser tests will skip (apt-get install chromium)"
 
 # Unit, oracle and grading tests, then every lesson and solution notebook under nbval (each in a
 # fresh kernel, with its time budget checked by conftest.py); then the unit and grading tests
 # again on one thread (test-1thread).
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
-test: data
+test: data system-deps
 	$(BIN)/python -m pytest tests notebooks solutions $(NBVAL)
 	$(MAKE) --no-print-directory test-1thread
 
@@ -60,9 +69,18 @@ test-gpu: data
 
 bench: data
 	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/grading.py
+
+# The real-browser test of the quizzes alone (it also runs in make test).
+test-browser: data system-deps
+	$(BIN)/python -m pytest -m browser tests
+
+# The grading container (docs/instructors.md, "Grading at scale"); needs a Docker engine.
+grader-image:
+	docker build -t tinyir-grader .
 
 lint: $(STAMP)
-	$(BIN)/ruff check tinyir tests benchmarks
+	$(BIN)/ruff check tinyir tests benchmarks tools
 
 clean-venv:
 	rm -rf $(VENV)
