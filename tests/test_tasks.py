@@ -9,12 +9,14 @@ import torch
 from tinyir.data import BeirDataset
 from tinyir.tasks import (
     classification_accuracy,
+    classification_correct,
     clustering_v_measure,
     library_label,
     pair_classification_ap,
     pair_classification_pairs,
     query_library_labels,
 )
+from tinyir.testing import assert_close
 
 
 def tiny_dataset() -> BeirDataset:
@@ -92,3 +94,17 @@ def test_pair_classification_ap():
     assert pair_classification_ap(q, d, flipped, qi, di) == pytest.approx(5 / 12)
     with pytest.raises(ValueError, match="pairs"):
         pair_classification_ap(q, d, [("a", "x", 1)], qi, di)
+
+
+def test_classification_correct_pools_the_folds_of_classification_accuracy():
+    rng = np.random.default_rng(0)
+    centers = {"a": np.zeros(4), "b": np.full(4, 3.0), "c": np.full(4, -3.0)}
+    labels = [name for name in centers for _ in range(10)]
+    x = np.stack([centers[name] + rng.normal(size=4) for name in labels])
+    correct = classification_correct(x, labels, folds=5, seed=0)
+    assert len(correct) == len(labels) and set(correct) <= {0.0, 1.0}
+    # equal folds (6 items each): the pooled accuracy equals the mean of the fold accuracies
+    assert_close(sum(correct) / len(correct), classification_accuracy(x, labels, folds=5, seed=0),
+                 depth=2, dtype="float64")
+    with pytest.raises(ValueError, match="folds"):
+        classification_correct(x, labels, folds=1)

@@ -159,6 +159,35 @@ def evaluate_beir(
     )
 
 
+def dense_run(
+    model,
+    dataset: BeirDataset,
+    k: int = 10,
+    *,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    doc_embeddings: torch.Tensor | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """The exact top ``k`` of a bi-encoder for every query of a (small) BEIR split, as a run.
+
+    Encodes the corpus (unless ``doc_embeddings`` (N, D) are given, in corpus order) and the
+    queries. Returns {query_id: {doc_id: score}}: score it with ``tinyir.metrics.evaluate`` for
+    the means, or ``tinyir.metrics.per_query`` for paired comparisons between models.
+    """
+    from tinyir.search import exact_search
+
+    k = min(k, len(dataset.corpus))
+    if doc_embeddings is None:
+        doc_embeddings = model.encode(dataset.doc_texts(), batch_size=batch_size,
+                                      max_length=max_length, show_progress=progress)
+    query_ids = list(dataset.queries)
+    queries = model.encode([dataset.queries[q] for q in query_ids], batch_size=batch_size,
+                           max_length=max_length, show_progress=progress)
+    scores, indices = exact_search(queries, doc_embeddings.to(queries.device), k=k)
+    return run_from_topk(query_ids, dataset.doc_ids, scores, indices)
+
+
 def evaluate_model(
     model,
     dataset: BeirDataset,
@@ -172,17 +201,9 @@ def evaluate_model(
     """Dense retrieval metrics of a bi-encoder on a (small) BEIR split, for training loops.
 
     Encodes the corpus (unless ``doc_embeddings`` (N, D) are given, in corpus order) and the
-    queries, takes the exact top max(k_values) and returns ``tinyir.metrics.evaluate``'s dict.
+    queries, takes the exact top max(k_values) (:func:`dense_run`) and returns
+    ``tinyir.metrics.evaluate``'s dict.
     """
-    from tinyir.search import exact_search
-
-    k = min(max(k_values), len(dataset.corpus))
-    if doc_embeddings is None:
-        doc_embeddings = model.encode(dataset.doc_texts(), batch_size=batch_size,
-                                      max_length=max_length, show_progress=progress)
-    query_ids = list(dataset.queries)
-    queries = model.encode([dataset.queries[q] for q in query_ids], batch_size=batch_size,
-                           max_length=max_length, show_progress=progress)
-    scores, indices = exact_search(queries, doc_embeddings.to(queries.device), k=k)
-    run = run_from_topk(query_ids, dataset.doc_ids, scores, indices)
+    run = dense_run(model, dataset, max(k_values), batch_size=batch_size, max_length=max_length,
+                    doc_embeddings=doc_embeddings, progress=progress)
     return evaluate(run, dataset.qrels, k_values=k_values)

@@ -120,6 +120,30 @@ def classification_accuracy(
     return float(cross_val_score(classifier, x, labels, cv=splitter, scoring="accuracy").mean())
 
 
+def classification_correct(
+    embeddings: np.ndarray | torch.Tensor,
+    labels: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+) -> list[float]:
+    """Per item, 1.0 if logistic regression on frozen ``embeddings`` (n, D) predicts its label
+    when the item is in the held-out fold, else 0.0 (the folds of :func:`classification_accuracy`).
+
+    Their mean is the accuracy pooled over folds; two models' lists pair item by item, for
+    ``tinyir.metrics.paired_bootstrap``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = _as_numpy(embeddings, "embeddings")
+    labels = _check_labels(labels, x.shape[0])
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds: expected an int >= 2, got {folds!r}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(LogisticRegression(max_iter=1000), x, labels, cv=splitter)
+    return [float(p == label) for p, label in zip(predicted, labels, strict=True)]
+
+
 def pair_classification_pairs(dataset: BeirDataset, seed: int = 0) -> list[tuple[str, str, int]]:
     """(query id, doc id, label) pairs: every qrels positive (label 1) and, per query, one
     negative (label 0): a random corpus document of the same library as the query's first

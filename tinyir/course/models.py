@@ -29,7 +29,8 @@ from tinyir.cache import cached_model
 from tinyir.data import PYDOCS_DIR, BeirDataset, dataset_fingerprint, load_beir, training_pairs
 from tinyir.device import seed_everything
 from tinyir.encoder import Encoder, EncoderConfig
-from tinyir.evaluate import evaluate_model
+from tinyir.evaluate import dense_run
+from tinyir.metrics import evaluate, per_query
 from tinyir.tokenizer import Tokenizer
 from tinyir.train import TrainConfig, TrainHistory, train_biencoder
 
@@ -159,13 +160,17 @@ def finetune_examples(recipe: FinetuneRecipe = FINETUNE_RECIPE) -> list[tuple[st
 
 
 def validation_eval_fn(recipe: FinetuneRecipe = FINETUNE_RECIPE):
-    """``eval_fn(model) -> {"recall@10", "ndcg@10", "mrr@10"}`` on the recipe's validation subset
-    (queries and passages truncated to ``eval_max_length`` tokens)."""
+    """``eval_fn(model) -> {"recall@10", "ndcg@10", "mrr@10", "per_query"}`` on the recipe's
+    validation subset (queries and passages truncated to ``eval_max_length`` tokens).
+    ``per_query`` holds {metric: {query_id: value}} for every metric, so two evaluations of the
+    history can be compared query by query (``tinyir.metrics.paired_bootstrap``)."""
     dataset = validation_subset(recipe.val_queries, recipe.val_docs)
 
-    def eval_fn(model: BiEncoder) -> dict[str, float]:
-        metrics = evaluate_model(model, dataset, k_values=(10,), max_length=recipe.eval_max_length)
-        return {name: metrics[name] for name in EVAL_METRICS}
+    def eval_fn(model: BiEncoder) -> dict:
+        run = dense_run(model, dataset, k=10, max_length=recipe.eval_max_length)
+        metrics = evaluate(run, dataset.qrels, k_values=(10,))
+        return {**{name: metrics[name] for name in EVAL_METRICS},
+                "per_query": {name: per_query(run, dataset.qrels, name) for name in EVAL_METRICS}}
 
     return eval_fn
 

@@ -107,7 +107,9 @@ CROSS_ENCODER_RECIPE = {
     # a ranking (nDCG@10 0.62 on BM25's top 20 of 60 dev queries, BM25 0.635); 25 steps lift it
     # to 0.69, and 75 steps did no better (0.67-0.69). A fresh head on [CLS] or on the mean
     # starts at random: with the mean, 75 steps of this recipe reached 0.58, still below BM25
-    # (measured on this CPU, 2026-11-27; "cls" stayed at log 4 for 48 steps).
+    # (measured on this CPU, 2026-11-27; "cls" stayed at log 4 for 48 steps). One run each on 60
+    # queries, no intervals: differences of a few hundredths are within the noise of 60 queries
+    # (notebook 10 measures its claims with paired bootstrap intervals instead).
     "base": "finetuned_minilm",  # notebook 03's model; "minilm": all-MiniLM-L6-v2 as shipped
     "pooling": "segments",
     "max_length": 96,       # query + passage tokens: ~2 s per step of 32 pairs on 2 CPU cores
