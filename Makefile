@@ -44,6 +44,9 @@ system-deps:
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { $(call APT_INSTALL,bubblewrap); }; } || echo "note: bubblewrap is missing; the grading sandbox tests will skip (apt-get install bubblewrap)"
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { $(call APT_INSTALL,chromium); }; } || echo "note: chromium is missing; the browser tests will skip (apt-get install chromium)"
 
+# Tests keep their quiz scores away from the student's own (~/.tinyir/progress.json).
+test test-1thread test-fast test-notebooks test-browser: export TINYIR_HOME := $(CURDIR)/.tinyir/test-home
+
 # Unit, oracle and grading tests, then every lesson and solution notebook under nbval (each in a
 # fresh kernel, with its time budget checked by conftest.py); then the unit and grading tests
 # again on one thread (test-1thread).

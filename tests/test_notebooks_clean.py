@@ -32,5 +32,6 @@ def test_lesson_has_budget_asserts_and_quiz(path):
     assert isinstance(budget, (int, float)) and 0 < budget <= 180, budget
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "assert " in code, f"{path.name} pins no lesson with an assert"
-    assert "Quiz(" in code, f"{path.name} has no concept check"
+    assert f'Quiz.load("{path.stem}")' in code, f"{path.name} has no concept check"
+    assert "Choice(" not in code, f"{path.name} shows an answer key: questions live in the bank"
     assert "seed_everything(" in code, f"{path.name} is not seeded"
