@@ -58,7 +58,7 @@ from tinyir.grading.checks import (
     find_test_modules,
     load_module,
 )
-from tinyir.grading.notebook import Cancelled, NotebookRun, make_scratch
+from tinyir.grading.notebook import Cancelled, NotebookRun, _one_line, make_scratch
 from tinyir.grading.package import build_student_package
 from tinyir.grading.sandbox import Sandbox, choose_sandbox
 
@@ -120,11 +120,6 @@ class NotebookResult:
 
 def _number(x: float) -> str:
     return f"{x:g}"
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------------------------
