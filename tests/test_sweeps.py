@@ -70,6 +70,10 @@ def test_train_tiny_trains_and_evaluates_with_the_same_start():
     assert len(a.history.losses) == budget.steps
     assert set(a.metrics) == {"recall@10", "ndcg@10", "mrr@10"}
     assert 0.0 <= a.metrics["recall@10"] <= 1.0
+    # Per query, the same numbers: their mean is the metric, one value per judged query.
+    for name, values in a.by_query.items():
+        assert set(values) == {q for q, rel in dataset.qrels.items() if any(r > 0 for r in rel.values())}
+        assert sum(values.values()) / len(values) == pytest.approx(a.metrics[name], abs=1e-12)
     # Same settings, same seed: the same run. Another temperature: another run.
     assert a.history.losses == pytest.approx(b.history.losses)
     assert a.history.losses[0] != pytest.approx(c.history.losses[0])

@@ -98,20 +98,37 @@ def tolerance(dtype: Any = "float32", depth: int = 1) -> tuple[float, float]:
     return value, value
 
 
-def _as_array(value: Any, name: str) -> tuple[np.ndarray, str]:
-    """(float64 numpy array, dtype name of the input); Python numbers and lists count as float32."""
+def dtype_of(value: Any) -> str:
+    """The precision the rule holds ``value`` to: a floating tensor's or array's dtype name;
+    anything else (Python numbers, lists, integer tensors, unknown objects) counts as float32.
+    It reads only the type and dtype of tensors and arrays: safe on any object."""
+    if isinstance(value, torch.Tensor) and value.dtype.is_floating_point:
+        return _dtype_name(value.dtype)
+    if isinstance(value, np.ndarray | np.generic) and np.issubdtype(value.dtype, np.floating):
+        return _dtype_name(value.dtype)
+    return "float32"
+
+
+def least_precise(*values: Any) -> str:
+    """The dtype a comparison of ``values`` is held to: the least precise of their dtypes."""
+    return max((dtype_of(v) for v in values), key=lambda name: _EPS[name])
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    """A float64 numpy copy of a tensor (any device), an array or numbers."""
     if isinstance(value, torch.Tensor):
-        dtype = _dtype_name(value.dtype) if value.dtype.is_floating_point else "float32"
-        return value.detach().to("cpu", torch.float64).numpy(), dtype
-    if isinstance(value, np.ndarray | np.generic):
-        dtype = _dtype_name(value.dtype) if np.issubdtype(value.dtype, np.floating) else "float32"
-        return np.asarray(value, dtype=np.float64), dtype
+        return value.detach().to("cpu", torch.float64).numpy()
     try:
-        return np.asarray(value, dtype=np.float64), "float32"
+        return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"{name}: expected a torch tensor, a numpy array or numbers, got {type(value).__name__}"
         ) from error
+
+
+def default_scale(expected_values: np.ndarray) -> float:
+    """The magnitude errors are relative to by default: ``max |expected|``, or 1 when all zero."""
+    return float(np.abs(expected_values).max(initial=0.0)) or 1.0
 
 
 def assert_close(
@@ -132,20 +149,20 @@ def assert_close(
     default the least precise of the inputs (Python numbers count as float32).
     Raises AssertionError with the worst element, its index, both values and the tolerance.
     """
-    actual_values, actual_dtype = _as_array(actual, "actual")
-    expected_values, expected_dtype = _as_array(expected, "expected")
+    actual_values = _as_array(actual, "actual")
+    expected_values = _as_array(expected, "expected")
     label = f"{what}: " if what else ""
     if actual_values.shape != expected_values.shape:
         raise AssertionError(
             f"{label}shapes differ: actual {actual_values.shape}, expected {expected_values.shape}"
         )
     if dtype is None:
-        dtype = max(actual_dtype, expected_dtype, key=lambda name: _EPS[name])
+        dtype = least_precise(actual, expected)
     atol, rtol = tolerance(dtype, depth)
     if np.isnan(actual_values).any() or np.isnan(expected_values).any():
         raise AssertionError(f"{label}NaN in {'actual' if np.isnan(actual_values).any() else 'expected'}")
     if scale is None:
-        scale = float(np.abs(expected_values).max(initial=0.0)) or 1.0
+        scale = default_scale(expected_values)
     difference = np.abs(actual_values - expected_values)
     allowed = atol * scale + rtol * np.abs(expected_values)
     max_difference = float(difference.max(initial=0.0))

@@ -24,7 +24,8 @@ import torch
 
 from tinyir.biencoder import BiEncoder
 from tinyir.data import PYDOCS_DIR, BeirDataset, training_pairs
-from tinyir.evaluate import evaluate_model
+from tinyir.evaluate import dense_run
+from tinyir.metrics import evaluate, per_query
 from tinyir.train import TrainConfig, TrainHistory, train_biencoder
 
 
@@ -78,6 +79,8 @@ class SweepRun:
     model: BiEncoder
     history: TrainHistory
     metrics: dict[str, float] = field(default_factory=dict)
+    # {metric: {query_id: value}} on the evaluation queries, for paired comparisons of runs
+    by_query: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def row(self) -> dict:
         """A flat dict for a results table: label, settings, metrics, seconds."""
@@ -112,7 +115,8 @@ def train_tiny(
     dataset: where to evaluate (default :func:`tinyir.course.models.validation_subset`).
     examples: training pairs (default :func:`sweep_examples` of the budget); pass them in to
         skip re-reading the split on every run.
-    Returns a :class:`SweepRun` whose ``metrics`` hold recall@10, ndcg@10 and mrr@10.
+    Returns a :class:`SweepRun` whose ``metrics`` hold recall@10, ndcg@10 and mrr@10, and
+    ``by_query`` the same metrics per evaluation query (for ``tinyir.metrics.paired_bootstrap``).
     """
     from tinyir.course.models import tiny_biencoder, validation_subset
 
@@ -124,11 +128,13 @@ def train_tiny(
                            max_length=max_length)
     config = budget.train_config(temperature=temperature, matryoshka_dims=matryoshka_dims)
     history = train_biencoder(model, examples, config, eval_before=False, progress=progress)
-    metrics = evaluate_model(model, dataset, k_values=(10,), max_length=budget.eval_max_length)
+    run = dense_run(model, dataset, 10, max_length=budget.eval_max_length)
+    names = ("recall@10", "ndcg@10", "mrr@10")
+    metrics = evaluate(run, dataset.qrels, k_values=(10,))
     settings = {"pooling": pooling, "causal": causal, "temperature": temperature,
                 "matryoshka_dims": matryoshka_dims}
-    return SweepRun(label, settings, model, history,
-                    {k: metrics[k] for k in ("recall@10", "ndcg@10", "mrr@10")})
+    return SweepRun(label, settings, model, history, {k: metrics[k] for k in names},
+                    {k: per_query(run, dataset.qrels, k) for k in names})
 
 
 def softmax_stats(scores: torch.Tensor, positive: torch.Tensor, temperature: float) -> dict:

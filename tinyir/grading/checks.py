@@ -24,7 +24,9 @@ dicts; other objects as handles). A check passes when it returns and fails on an
 in the student's code is an error of the student's code.
 
 A module may also list ``REFERENCES = ["tinyir.module:function", ...]``: tinyir's own answers to
-its exercises, which the student's process cannot call while this notebook is graded. ``weight`` sets a check's share of the exercise's points (default 1 per
+its exercises, which the student's process cannot call while this notebook is graded, and
+``PRELOAD = ["torch._dynamo", ...]``: modules the student's process imports before its job (it
+is started ahead of its turn; a slow first-use import then costs no grading time). ``weight`` sets a check's share of the exercise's points (default 1 per
 case); the points of an exercise are split over its checks in proportion to their weights.
 
 The same comparison (``describe_difference``) drives the visible ``self_check`` in the notebooks
@@ -39,6 +41,7 @@ import importlib.util
 import inspect
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +170,20 @@ def collect_references(modules: Iterable[ModuleType]) -> list[str]:
     return found
 
 
+def collect_preload(modules: Iterable[ModuleType]) -> list[str]:
+    """Every module's ``PRELOAD`` (module names the student's process imports before its job,
+    while it waits for its turn: slow first-use imports such as ``torch._dynamo``)."""
+    found: list[str] = []
+    for module in modules:
+        names = getattr(module, "PRELOAD", [])
+        if not isinstance(names, (list, tuple)) or not all(
+                isinstance(n, str) and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", n)
+                for n in names):
+            raise ValueError(f"{module.__file__}: PRELOAD must be a list of module names")
+        found += [n for n in names if n not in found]
+    return found
+
+
 def collect_checks(modules: Iterable[ModuleType]) -> dict[str, list[Check]]:
     """{exercise id: [Check, ...]} in module order, then definition order, then case order."""
     by_exercise: dict[str, list[Check]] = {}
@@ -239,25 +256,19 @@ STUDENT_DEPTH = 4  # a student's code is another code path, of a few chained red
 
 
 def _default_tolerance(got: Any, expected: Any) -> tuple[float, float]:
-    """(atol, rtol) by tinyir.testing's rule: the less precise dtype of the two, depth 4, and
-    atol scaled by the magnitude of ``expected`` (max |expected|, or 1 when it is all zeros)."""
-    from tinyir.testing import tolerance
+    """(atol, rtol) by tinyir.testing's rule at depth 4, atol scaled by the magnitude of
+    ``expected`` (an exact base type: the grader rebuilt it; ``got`` may be anything)."""
+    from tinyir.testing import default_scale, least_precise, tolerance
 
-    def dtype_of(x: Any) -> str:
-        name = str(getattr(x, "dtype", "float32")).removeprefix("torch.")
-        return name if name in ("float64", "float32", "float16", "bfloat16") else "float32"
-
-    eps_order = ["float64", "float32", "float16", "bfloat16"]
-    dtype = max(dtype_of(got), dtype_of(expected), key=eps_order.index)
-    atol, rtol = tolerance(dtype, STUDENT_DEPTH)
+    atol, rtol = tolerance(least_precise(got, expected), STUDENT_DEPTH)
     try:
         import numpy as np
 
-        scale = float(np.abs(np.asarray(expected.detach().cpu() if _is_torch_tensor(expected)
-                                        else expected, dtype=np.float64)).max(initial=0.0))
+        values = np.asarray(expected.detach().cpu() if _is_torch_tensor(expected) else expected,
+                            dtype=np.float64)
     except (TypeError, ValueError, AttributeError):
-        scale = 1.0
-    return atol * (scale or 1.0), rtol
+        return atol, rtol
+    return atol * default_scale(values), rtol
 
 
 def describe_difference(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import io
 import json
 import shutil
@@ -54,6 +55,7 @@ from tinyir.grading.build import (
 from tinyir.grading.checks import (
     Check,
     collect_checks,
+    collect_preload,
     collect_references,
     find_test_modules,
     load_module,
@@ -102,6 +104,8 @@ class NotebookSpec:
     check_objects: dict[str, tuple[Check, ...]] = field(default_factory=dict, compare=False)
     # tinyir's own answers to these exercises: not importable by the student while grading
     references: tuple[str, ...] = ()
+    # modules the student's process imports before its job (the tests' PRELOAD)
+    preload: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ def load_specs(
              for ex, found in checks.items()},
             {ex: tuple(found) for ex, found in checks.items()},
             tuple(collect_references(loaded)),
+            tuple(collect_preload(loaded)),
         ))
     if not specs:
         raise ValueError(
@@ -202,20 +207,26 @@ def _all_rows(student: str, spec: NotebookSpec, status: str, message: str) -> No
     ], [])
 
 
-def grade_notebook(
+def _grader_failure(student: str, spec: NotebookSpec, err: Exception) -> NotebookResult:
+    return _all_rows(student, spec, "error", f"the grader could not grade this notebook "
+                     f"({type(err).__name__}: {err})")
+
+
+def prepare_notebook(
     student: str,
     student_dir: Path,
     spec: NotebookSpec,
     limits: Limits,
     cancel: threading.Event | None = None,
     scratch_parent: str | Path | None = None,
-    keep_scratch: bool = False,
     sandbox: Sandbox | None = None,
     package_dir: Path | None = None,
-) -> NotebookResult:
-    """Grade one notebook of one student (``student_dir / spec.name``) in a sandboxed process.
+) -> NotebookResult | tuple[NotebookRun, Path]:
+    """Read and check one notebook of one student (``student_dir / spec.name``).
 
-    package_dir: the student's copy of tinyir (``build_student_package``); built here if None.
+    Returns its rows when it cannot run (missing, too large, not a notebook), else a
+    (NotebookRun, scratch folder) pair to :meth:`NotebookRun.run` and :func:`finish_notebook`.
+    package_dir: the student's copy of tinyir (``build_student_package``); built if None.
     """
     path = student_dir / spec.name
     if not path.is_file():
@@ -237,17 +248,49 @@ def grade_notebook(
             package_dir = build_student_package(scratch / "package", spec.references)
         run = NotebookRun(spec, nb, limits, sandbox, package_dir, student_dir.resolve(), scratch,
                           cancel or threading.Event())
-        run.run()
-    finally:
-        if not keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return run, scratch
+
+
+def finish_notebook(student: str, run: NotebookRun) -> NotebookResult:
+    """The rows and notes of a notebook whose run has ended."""
     notes = list(run.notes)
     for cell in run.cells.values():
         if cell.error and not any(n.startswith(cell.label + ":") for n in notes):
             notes.append(f"{cell.label}: {cell.error['message']}")
-    if sandbox.warning:
-        notes.append(sandbox.warning)
-    return NotebookResult(run.rows(student, GradeRow), [f"{spec.name}, {n}" for n in notes])
+    if run.sandbox.warning:
+        notes.append(run.sandbox.warning)
+    return NotebookResult(run.rows(student, GradeRow), [f"{run.spec.name}, {n}" for n in notes])
+
+
+def grade_notebook(
+    student: str,
+    student_dir: Path,
+    spec: NotebookSpec,
+    limits: Limits,
+    cancel: threading.Event | None = None,
+    scratch_parent: str | Path | None = None,
+    keep_scratch: bool = False,
+    sandbox: Sandbox | None = None,
+    package_dir: Path | None = None,
+) -> NotebookResult:
+    """Grade one notebook of one student (``student_dir / spec.name``) in a sandboxed process.
+
+    package_dir: the student's copy of tinyir (``build_student_package``); built here if None.
+    """
+    prepared = prepare_notebook(student, student_dir, spec, limits, cancel, scratch_parent,
+                                sandbox, package_dir)
+    if isinstance(prepared, NotebookResult):
+        return prepared
+    run, scratch = prepared
+    try:
+        run.run()
+    finally:
+        if not keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return finish_notebook(student, run)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,13 +394,15 @@ def grade(
     if todo:
         import torch
 
+        # The checks' first optimizer imports torch._dynamo (about a second): import it now, in
+        # the background, while the first students' cells run.
+        threading.Thread(target=importlib.import_module, args=("torch._dynamo",),
+                         daemon=True).start()
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the references are tiny; a busy machine stalls OpenMP teams
         try:
             with tempfile.TemporaryDirectory(prefix="tinyir-packages-") as packages:
-                package_dirs = {spec.name: build_student_package(Path(packages) / spec.name,
-                                                                 spec.references)
-                                for spec in specs}
+                package_dirs = _Packages(Path(packages), specs)
                 _grade_students(todo, submissions_dir, specs, limits, jobs, progress, state_dir,
                                 results, box, package_dirs)
         finally:
@@ -379,28 +424,85 @@ def grade(
     return rows
 
 
+# Notebooks of a student whose processes are started ahead of their turn (each imports torch,
+# about a second, and then waits for its job with nothing of the student's run).
+LOOKAHEAD = 1
+
+
+class _Packages:
+    """The student's copy of tinyir for each notebook (its own references redacted), built on
+    first use, so that building the next one overlaps the grading of the current one."""
+
+    def __init__(self, root: Path, specs: Sequence[NotebookSpec]):
+        self.root, self.specs = root, {spec.name: spec for spec in specs}
+        self.built: dict[str, Path] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Path:
+        with self.lock:
+            if name not in self.built:
+                self.built[name] = build_student_package(self.root / name,
+                                                         self.specs[name].references)
+            return self.built[name]
+
+
 def _grade_student(student: str, student_dir: Path, specs: list[NotebookSpec], limits: Limits,
-                   cancel: threading.Event, box: Sandbox, package_dirs: dict[str, Path],
+                   cancel: threading.Event, box: Sandbox, package_dirs: _Packages,
                    bar) -> tuple[list[GradeRow], list[str]]:
-    """All notebooks of one student, one after another; nothing here may stop the run."""
+    """All notebooks of one student, one after another; nothing here may stop the run.
+
+    While one notebook is graded, the next ``LOOKAHEAD`` notebooks' processes are already
+    started (each imports torch, and runs nothing of the student's until its turn): their start
+    overlaps the grading.
+    """
     rows: list[GradeRow] = []
     notes: list[str] = []
-    for spec in specs:
+
+    def prepare(spec: NotebookSpec) -> NotebookResult | tuple[NotebookRun, Path]:
         try:
-            result = grade_notebook(student, student_dir, spec, limits, cancel,
-                                    sandbox=box, package_dir=package_dirs[spec.name])
+            prepared = prepare_notebook(student, student_dir, spec, limits, cancel, sandbox=box,
+                                        package_dir=package_dirs[spec.name])
+            if not isinstance(prepared, NotebookResult):
+                prepared[0].prestart()
+            return prepared
         except Cancelled:
             raise
         except Exception as err:  # noqa: BLE001 - a grader failure costs this notebook only
-            result = _all_rows(student, spec, "error", f"the grader could not grade this "
-                               f"notebook ({type(err).__name__}: {err})")
-        if box.warning:
-            result.rows[:] = [GradeRow(r.student, r.notebook, r.exercise, r.points, r.max_points,
-                                       r.status, f"NOT SANDBOXED; {r.message}", r.details)
-                              for r in result.rows]
-        rows += result.rows
-        notes += result.notes
-        bar.update()
+            return _grader_failure(student, spec, err)
+
+    ahead: dict[int, NotebookResult | tuple[NotebookRun, Path]] = {}
+    try:
+        for i, spec in enumerate(specs):
+            for j in range(i, min(i + 1 + LOOKAHEAD, len(specs))):
+                if j not in ahead:
+                    ahead[j] = prepare(specs[j])
+            prepared = ahead.pop(i)
+            if isinstance(prepared, NotebookResult):
+                result = prepared
+            else:
+                run, scratch = prepared
+                try:
+                    run.run()
+                    result = finish_notebook(student, run)
+                except Cancelled:
+                    raise
+                except Exception as err:  # noqa: BLE001 - a grader failure costs this notebook
+                    result = _grader_failure(student, spec, err)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+            if box.warning:
+                result.rows[:] = [GradeRow(r.student, r.notebook, r.exercise, r.points,
+                                           r.max_points, r.status, f"NOT SANDBOXED; {r.message}",
+                                           r.details)
+                                  for r in result.rows]
+            rows += result.rows
+            notes += result.notes
+            bar.update()
+    finally:
+        for upcoming in ahead.values():
+            if not isinstance(upcoming, NotebookResult):
+                upcoming[0].discard()
+                shutil.rmtree(upcoming[1], ignore_errors=True)
     return rows, notes
 
 
@@ -414,7 +516,7 @@ def _grade_students(
     state_dir: Path,
     results: dict[str, tuple[list[GradeRow], list[str]]],
     box: Sandbox,
-    package_dirs: dict[str, Path],
+    package_dirs: _Packages,
 ) -> None:
     from tqdm import tqdm
 

@@ -89,6 +89,8 @@ class NotebookRun:
         self.notes: list[str] = []
         self.deadline = 0.0
         self.attempts = 0
+        self._pending: Session | None = None  # a process started ahead by prestart()
+        self._spawned: list[int] = []
 
     # -- the process ---------------------------------------------------------------------------
 
@@ -105,18 +107,19 @@ class NotebookRun:
             "OMP_WAIT_POLICY": "PASSIVE",  # no spinning threads when jobs share the cores
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
             "LANG": "C.UTF-8",
+            "TINYIR_GRADING_PRELOAD": ",".join(getattr(self.spec, "preload", ())),
         }
         return env
 
-    def _start(self) -> Session:
-        self.attempts += 1
+    def _spawn(self) -> Session:
+        """A student process that imports torch, then waits for its job (no student code yet)."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        sandboxed = self.sandbox.kind == "bwrap"
-        work = WORK_DIR if sandboxed else str(self.scratch / "work")
+        n = len(self._spawned) + 1
+        self._spawned.append(n)
         try:
-            with open(self.scratch / f"stdout-{self.attempts}.txt", "wb") as out, \
-                    open(self.scratch / f"stderr-{self.attempts}.txt", "wb") as err:
+            with open(self.scratch / f"stdout-{n}.txt", "wb") as out, \
+                    open(self.scratch / f"stderr-{n}.txt", "wb") as err:
                 process = self.sandbox.start(
                     self.package_dir, self.submission_dir, self.scratch, self.limits.memory_mb,
                     (to_child_r, from_child_w), out, err, self._env())
@@ -127,7 +130,28 @@ class NotebookRun:
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
-        session = Session(process, to_child_w, from_child_r)
+        return Session(process, to_child_w, from_child_r)
+
+    def prestart(self) -> None:
+        """Start the first attempt's process now, so that it imports torch while the grader is
+        busy with the previous notebook. Its time does not count against this notebook's cap;
+        it runs nothing of the student's until :meth:`run` sends the job."""
+        if self._pending is None:
+            self._pending = self._spawn()
+
+    def discard(self) -> None:
+        """Kill a prestarted process that will not be used."""
+        if self._pending is not None:
+            self._pending.close()
+            self._pending = None
+
+    def _start(self) -> Session:
+        self.attempts += 1
+        if self._pending is not None and self._pending.process.popen.poll() is not None:
+            self.discard()  # it died before its job (nothing of the student's ran): start anew
+        session, self._pending = (self._pending or self._spawn()), None
+        sandboxed = self.sandbox.kind == "bwrap"
+        work = WORK_DIR if sandboxed else str(self.scratch / "work")
         job = {
             "notebook": self.spec.name,
             "cells": [{"index": c.index, "source": c.source} for c in self.cells.values()
@@ -139,7 +163,7 @@ class NotebookRun:
             "copy_from": SUBMISSION_MOUNT if sandboxed else None,
         }
         try:
-            write_message(to_child_w, job)
+            write_message(session.to_fd, job)
         except OSError:
             pass  # the process died at once: the first receive says how
         return session
@@ -148,6 +172,12 @@ class NotebookRun:
         return min(time.monotonic() + self.limits.timeout * ITEM_SHARE, self.deadline)
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.discard()
+
+    def _run(self) -> None:
         self.deadline = time.monotonic() + self.limits.timeout
         while True:
             if self.cancel.is_set():

@@ -52,9 +52,13 @@ def build_student_package(dest: str | Path, references: Iterable[str]) -> Path:
     """
     dest = Path(dest)
     target = dest / "tinyir"
-    shutil.copytree(PACKAGE_DIR, target, ignore=shutil.ignore_patterns(
-        "__pycache__", "*.pyc", ".ipynb_checkpoints"))
-    shutil.rmtree(target / "grading" / "tests", ignore_errors=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    hidden_tests = PACKAGE_DIR / "grading"
+
+    def ignore(folder: str, names: list[str]) -> set[str]:  # and the hidden tests, not copied
+        return set(skip(folder, names)) | ({"tests"} if Path(folder) == hidden_tests else set())
+
+    shutil.copytree(PACKAGE_DIR, target, ignore=ignore)
     by_file: dict[Path, list[tuple[str, str]]] = {}
     for ref in references:
         module, _, qualname = ref.partition(":")

@@ -30,6 +30,9 @@ REFERENCES = [
     "tinyir.negatives:mine_hard_negatives",
     "tinyir.metrics:recall_at_k",
 ]
+# The first optimizer a process builds imports torch._dynamo (about a second): the student's
+# process does it while it waits for its turn.
+PRELOAD = ["torch._dynamo"]
 
 
 def _unit(*shape: int, seed: int) -> torch.Tensor:
