@@ -33,3 +33,25 @@ def test_a_file_in_the_way_is_named(tmp_path):
     (tmp_path / "model").write_text("not a folder")
     with pytest.raises(ValueError, match="folder"), atomic_folder(tmp_path / "model"):
         pass
+
+
+def test_write_atomic_replaces_a_file_whole(tmp_path):
+    from tinyir.atomic import write_atomic
+
+    target = tmp_path / "sub" / "grades.csv"
+    write_atomic(target, "a,b\n")
+    write_atomic(target, "c,d\n")
+    assert target.read_bytes() == b"c,d\n"
+    assert [p.name for p in target.parent.iterdir()] == ["grades.csv"]
+
+
+def test_atomic_file_error_keeps_the_old_file(tmp_path):
+    from tinyir.atomic import atomic_file
+
+    target = tmp_path / "model.safetensors"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]

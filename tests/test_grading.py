@@ -414,3 +414,41 @@ def test_solution_demos_are_tagged_and_the_build_keeps_the_flag():
         assert "CrossEncoder.from_minilm(" not in graded_code, f"{name}: MiniLM in a graded cell"
     assert any(cell_tags(c).get("skip_in_grading") for c in solution("05_training_loop.ipynb")
                ["cells"])
+
+
+def test_a_prestarted_process_that_died_costs_nothing(tmp_path):
+    """The next notebook's process is started ahead; if it dies before its turn (nothing of the
+    student's ran in it), the notebook starts a fresh one and is graded as usual."""
+    from tinyir.grading.grader import finish_notebook, prepare_notebook
+
+    spec = next(s for s in load_specs() if s.name == POOLING)
+    student = tmp_path / "student"
+    student.mkdir()
+    shutil.copy(SOLUTIONS_DIR / POOLING, student / POOLING)
+    run, scratch = prepare_notebook("student", student, spec,
+                                    Limits(timeout=TIMEOUT, memory_mb=MEMORY_MB,
+                                           max_output_bytes=100_000))
+    try:
+        run.prestart()
+        run._pending.process.kill()
+        run.run()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = finish_notebook("student", run)
+    assert {r.status for r in result.rows} == {"ok"}, result.rows
+    assert run.attempts == 1 and run._pending is None
+
+
+def test_preload_names_modules_only(tmp_path):
+    from tinyir.grading.checks import collect_preload
+
+    good = tmp_path / "good.py"
+    good.write_text('NOTEBOOK = "01_pooling.ipynb"\nPRELOAD = ["torch._dynamo", "numpy"]\n')
+    assert collect_preload([load_module(good)]) == ["torch._dynamo", "numpy"]
+    for bad in ('["os; import shutil"]', '"torch"', '[1]', '["../x"]'):
+        path = tmp_path / "bad.py"
+        path.write_text(f'NOTEBOOK = "01_pooling.ipynb"\nPRELOAD = {bad}\n')
+        with pytest.raises(ValueError, match="PRELOAD"):
+            collect_preload([load_module(path)])
+    assert next(s for s in load_specs() if s.name == "05_training_loop.ipynb").preload \
+        == ("torch._dynamo",)

@@ -1,4 +1,8 @@
-"""Write a folder all at once: readers see the old folder or the new one, never half of either.
+"""Write a file or a folder all at once: readers see the old one or the new one, never half.
+
+    write_atomic(Path("grades.csv"), text)          # a text file
+    with atomic_file(Path("model.safetensors")) as tmp:
+        save_file(weights, tmp)                      # any writer that takes a path
 
     with atomic_folder(Path("models/mine")) as tmp:
         save_file(weights, tmp / "model.safetensors")
@@ -8,7 +12,8 @@
 The files go to a temporary sibling folder; only when the block ends without an error is it
 renamed into place (an existing folder is first renamed aside, then removed). An error or an
 interrupt leaves the old folder untouched and removes the temporary one. Datasets, checkpoints
-and caches are all saved this way.
+and caches are all saved this way. A file goes the same way: a temporary sibling, flushed to
+disk, then ``os.replace`` (grades, feedback, quiz progress, weights and configs).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +46,38 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path of ``path``; on success it is renamed onto ``path``.
+
+    Whatever the block writes to the yielded path is flushed to disk before the rename; an error
+    removes it and leaves ``path`` as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        for attempt in range(20):  # Windows refuses to replace a file a reader holds open
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.05)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` with :func:`atomic_file`."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from tinyir.atomic import atomic_file, write_atomic
 
 # -----------------------------------------------------------------------------------------------
 # Config
@@ -304,13 +305,6 @@ def _read_weights(folder: Path, device: torch.device | str) -> dict[str, torch.T
     return load_file(str(path), device=str(device))
 
 
-def _write_file_atomically(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 class Encoder(nn.Module):
     """The BERT-style encoder: ``forward(input_ids (B, T), attention_mask (B, T)) -> (B, T, C)``.
 
@@ -486,11 +480,9 @@ class Encoder(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights = {n: t.detach().contiguous().cpu() for n, t in self.bert_state_dict().items()}
-        _write_file_atomically(
-            folder / "model.safetensors", lambda p: save_file(weights, str(p), {"format": "pt"})
-        )
-        config = json.dumps(self.config.to_hf_config(), indent=2)
-        _write_file_atomically(folder / "config.json", lambda p: p.write_text(config + "\n"))
+        with atomic_file(folder / "model.safetensors") as tmp:
+            save_file(weights, str(tmp), {"format": "pt"})
+        write_atomic(folder / "config.json", json.dumps(self.config.to_hf_config(), indent=2) + "\n")
         return folder
 
 
@@ -580,12 +572,10 @@ class MaskedLM(nn.Module):
         weights["cls.predictions.transform.LayerNorm.bias"] = self.head.layer_norm.bias
         weights["cls.predictions.bias"] = self.head.decoder.bias
         weights = {n: t.detach().contiguous().cpu() for n, t in weights.items()}
-        _write_file_atomically(
-            folder / "model.safetensors", lambda p: save_file(weights, str(p), {"format": "pt"})
-        )
+        with atomic_file(folder / "model.safetensors") as tmp:
+            save_file(weights, str(tmp), {"format": "pt"})
         config = self.encoder.config.to_hf_config() | {"architectures": ["BertForMaskedLM"]}
-        text = json.dumps(config, indent=2) + "\n"
-        _write_file_atomically(folder / "config.json", lambda p: p.write_text(text))
+        write_atomic(folder / "config.json", json.dumps(config, indent=2) + "\n")
         return folder
 
     @classmethod

@@ -27,6 +27,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinyir.validate import check_positive
+
 
 @dataclass
 class _Request:
@@ -34,13 +36,6 @@ class _Request:
     tokens: int
     arrival: float  # time.monotonic() seconds
     future: Future
-
-
-def _check_positive(name: str, value: float, integer: bool = True) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        expected = "a positive int" if integer else "a positive number"
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
 def _fits(
@@ -73,8 +68,8 @@ class DynamicBatcher:
         max_wait_ms: float = 5.0,
         token_count_fn: Callable[[Any], int] = len,
     ) -> None:
-        _check_positive("max_batch_size", max_batch_size)
-        _check_positive("max_batch_tokens", max_batch_tokens)
+        check_positive("max_batch_size", max_batch_size)
+        check_positive("max_batch_tokens", max_batch_tokens)
         if (
             isinstance(max_wait_ms, bool)
             or not isinstance(max_wait_ms, int | float)
@@ -227,7 +222,7 @@ def padding_waste(lengths: Sequence[int], batch_size: int, sort: bool = False) -
     1 - 20 / 36 = 0.44 in arrival order and 0 sorted.
     """
     lengths = _check_lengths(lengths)
-    _check_positive("batch_size", batch_size)
+    check_positive("batch_size", batch_size)
     if sort:
         lengths = sorted(lengths)
     padded = sum(
@@ -299,8 +294,8 @@ def simulate_batching(
         raise ValueError(f"lengths: expected one per arrival ({len(arrivals)}), got {len(lengths)}")
     if any(b < a for a, b in zip(arrivals, arrivals[1:], strict=False)):
         raise ValueError("arrival_times_ms: expected non-decreasing times")
-    _check_positive("max_batch_size", max_batch_size)
-    _check_positive("max_batch_tokens", max_batch_tokens)
+    check_positive("max_batch_size", max_batch_size)
+    check_positive("max_batch_tokens", max_batch_tokens)
     if max_wait_ms < 0:
         raise ValueError(f"max_wait_ms: expected a non-negative number, got {max_wait_ms!r}")
     too_long = [n for n in lengths if n > max_batch_tokens]

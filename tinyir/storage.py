@@ -25,8 +25,9 @@ indexes in ``tests/test_storage.py``:
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
+
+from tinyir.validate import check_positive
 
 BYTES_PER_DIM: dict[str, float] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "binary": 1 / 8}
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
@@ -91,20 +92,13 @@ def _check_dtype(dtype: str) -> None:
         raise ValueError(f"dtype: expected one of {sorted(BYTES_PER_DIM)}, got {dtype!r}")
 
 
-def _check_positive(name: str, value: float, integer: bool = True) -> None:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        expected = "a positive int" if integer else "a positive number"
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-
-
 def bytes_per_vector(dim: int, dtype: str = "fp32") -> int:
     """Bytes one ``dim``-dimensional vector takes at ``dtype``, rounded up to whole bytes.
 
     Binary vectors are packed 8 dimensions per byte, so 1024 dims -> 128 bytes and 100 dims ->
     13 bytes (the last byte is padded, as ``np.packbits`` does).
     """
-    _check_positive("dim", dim)
+    check_positive("dim", dim)
     _check_dtype(dtype)
     return math.ceil(dim * BYTES_PER_DIM[dtype])
 
@@ -115,7 +109,7 @@ def hnsw_links_per_vector(hnsw_m: int) -> float:
     Level 0 holds 2*M neighbours; each upper level holds M. A vector reaches level >= l with
     probability (1/M)^l, so the expected number of upper levels is sum_l (1/M)^l = 1/(M-1).
     """
-    _check_positive("hnsw_m", hnsw_m)
+    check_positive("hnsw_m", hnsw_m)
     if hnsw_m < 2:
         raise ValueError(f"hnsw_m: expected an int >= 2, got {hnsw_m!r}")
     return 2 * hnsw_m + hnsw_m / (hnsw_m - 1)
@@ -145,10 +139,10 @@ def storage_cost(
 
     Returns a ``StorageCost``; ``storage_cost(1_000_000, 1024).bytes == 4_096_000_000``.
     """
-    _check_positive("docs", docs)
-    _check_positive("dim", dim)
+    check_positive("docs", docs)
+    check_positive("dim", dim)
     _check_dtype(dtype)
-    _check_positive("vectors_per_doc", vectors_per_doc, integer=False)
+    check_positive("vectors_per_doc", vectors_per_doc, integer=False)
     if index not in INDEX_TYPES:
         raise ValueError(f"index: expected one of {list(INDEX_TYPES)}, got {index!r}")
     num_vectors = math.ceil(docs * vectors_per_doc)
@@ -168,13 +162,13 @@ def storage_cost(
     if index == "ivfpq":
         # The vectors are replaced by their PQ codes; dtype does not enter.
         pq_m = _default_pq_m(dim) if pq_m is None else pq_m
-        _check_positive("pq_m", pq_m)
+        check_positive("pq_m", pq_m)
         if dim % pq_m != 0:
             raise ValueError(f"pq_m: expected a divisor of dim={dim}, got {pq_m!r}")
-        _check_positive("pq_bits", pq_bits)
-        _check_positive("id_bytes", id_bytes)
+        check_positive("pq_bits", pq_bits)
+        check_positive("id_bytes", id_bytes)
         nlist = max(1, round(4 * math.sqrt(num_vectors))) if nlist is None else nlist
-        _check_positive("nlist", nlist)
+        check_positive("nlist", nlist)
         code_bytes = math.ceil(pq_m * pq_bits / 8)
         vector_bytes = num_vectors * code_bytes
         overhead_parts = {
@@ -265,7 +259,7 @@ def solve_for(
     ``bytes_per_dim``). Raw vectors only, no index overhead. Returns the (possibly fractional)
     value, e.g. 80 GB for 1M docs x 200 tokens at fp32 needs dim = 100.
     """
-    _check_positive("target_bytes", target_bytes, integer=False)
+    check_positive("target_bytes", target_bytes, integer=False)
     factors = {
         "docs": docs,
         "dim": dim,
@@ -294,7 +288,7 @@ def solve_for(
             continue
         if value is None:
             raise ValueError(f"{name}: needed to solve for {unknown!r}, got None")
-        _check_positive(name, value, integer=False)
+        check_positive(name, value, integer=False)
         product *= value
     return target_bytes / product
 
@@ -324,9 +318,9 @@ def required_assumption(
     fp16, 400 at int8. ``stated_bytes_per_vector`` is optional; without it ``stated_bytes`` and
     ``factor`` are NaN.
     """
-    _check_positive("target_bytes", target_bytes, integer=False)
-    _check_positive("docs", docs)
-    _check_positive("vectors_per_doc", vectors_per_doc, integer=False)
+    check_positive("target_bytes", target_bytes, integer=False)
+    check_positive("docs", docs)
+    check_positive("vectors_per_doc", vectors_per_doc, integer=False)
     num_vectors = docs * vectors_per_doc
     required = target_bytes / num_vectors
     dims_at = {dtype: required / size for dtype, size in BYTES_PER_DIM.items()}
@@ -337,7 +331,7 @@ def required_assumption(
     ]
     stated = factor = math.nan
     if stated_bytes_per_vector is not None:
-        _check_positive("stated_bytes_per_vector", stated_bytes_per_vector, integer=False)
+        check_positive("stated_bytes_per_vector", stated_bytes_per_vector, integer=False)
         stated = num_vectors * stated_bytes_per_vector
         factor = target_bytes / stated
         explanation.insert(

@@ -32,13 +32,14 @@ import os
 import random
 import re
 import string
-import tempfile
 import time
 import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tinyir.atomic import write_atomic
 
 LETTERS = string.ascii_lowercase
 BANK_DIR = Path(__file__).resolve().parent / "quizzes"
@@ -245,25 +246,7 @@ class ProgressStore:
         return self.read()["quizzes"]
 
     def _write(self, data: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".progress-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            for attempt in range(20):  # Windows refuses to replace a file a reader holds open
-                try:
-                    os.replace(tmp, self.path)
-                    break
-                except PermissionError:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.05)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[dict]:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tinyir.atomic import write_atomic
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 SOLUTIONS_DIR = REPO_DIR / "solutions"
@@ -234,22 +234,6 @@ def render_exercises(solutions_dir: str | Path = SOLUTIONS_DIR) -> dict[str, str
             f"solutions_dir: expected solution notebooks in {str(solutions_dir)!r}, found none"
         )
     return rendered
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _is_generated(path: Path) -> bool:

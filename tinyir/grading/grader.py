@@ -45,12 +45,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tinyir.atomic import write_atomic
 from tinyir.grading.build import (
     EXERCISES_DIR,
     Exercise,
     read_exercises,
     read_notebook_json,
-    write_atomic,
 )
 from tinyir.grading.checks import (
     Check,
