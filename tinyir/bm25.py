@@ -110,9 +110,10 @@ def _tf_part(tf: np.ndarray, doc_len: np.ndarray, avgdl: float, k1: float, b: fl
 class BM25:
     """An Okapi BM25 index over a fixed corpus.
 
-    >>> bm25 = BM25()
-    >>> bm25.index(["the cat sat", "a dog barked", "cats and dogs"], progress=False)
+    >>> bm25 = BM25().index(["the cat sat", "a dog barked", "cats and dogs"], progress=False)
     >>> scores, indices = bm25.search(["cat"], k=2)   # (1, 2) each; doc 0 and doc 2
+    >>> indices.tolist()
+    [[0, 2]]
 
     After ``index``: ``vocab`` {token: column}, ``idf`` (V,) float, ``doc_lengths`` (N,) int,
     ``avgdl`` float, ``doc_term`` a scipy CSR (N, V) float32 matrix of per-(doc, term) scores.

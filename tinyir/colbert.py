@@ -28,22 +28,13 @@ import math
 import torch
 from torch import Tensor
 
+from tinyir.validate import check_same_device, check_tensor
+
 DEFAULT_DOC_CHUNK_SIZE = 256
 
 
-def _check_tokens(name: str, x: Tensor, ndim: int) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != ndim:
-        letters = {2: "(L, D)", 3: "(B, L, D)"}[ndim]
-        raise ValueError(f"{name}: expected shape {letters}, got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-
-
 def _check_same_device_and_dim(q: Tensor, d: Tensor) -> None:
-    if q.device != d.device:
-        raise ValueError(f"d: expected a tensor on q's device {q.device}, got {d.device}")
+    check_same_device(q=q, d=d)
     if q.shape[-1] != d.shape[-1]:
         raise ValueError(
             f"d: expected token dimension D={q.shape[-1]} (as in q), got {d.shape[-1]}"
@@ -94,8 +85,8 @@ def max_sim_matrix(
     tensor in memory is at most (B, doc_chunk_size, Lq, Ld). Differentiable (for training with
     in-batch negatives).
     """
-    _check_tokens("q", q, 3)
-    _check_tokens("d", d, 3)
+    check_tensor("q", q, "(B, L, D)", floating=True)
+    check_tensor("d", d, "(N, L, D)", floating=True)
     _check_same_device_and_dim(q, d)
     if not isinstance(doc_chunk_size, int) or doc_chunk_size < 1:
         raise ValueError(f"doc_chunk_size: expected a positive int, got {doc_chunk_size!r}")
@@ -130,6 +121,12 @@ def max_sim(
     q: (Lq, D) or (B, Lq, D) float, q_mask: (Lq,) / (B, Lq) or None;
     d: (N, Ld, D) float, d_mask: (N, Ld) or None.
     Returns (N,) for one query, (B, N) for a batch. See ``max_sim_matrix``.
+    Late interaction, from ColBERT (Khattab & Zaharia, SIGIR 2020, eq. 3).
+
+    >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])     # one query of 2 tokens, D = 2
+    >>> d = torch.tensor([[[1.0, 0.0], [0.6, 0.8]]])    # one document of 2 tokens
+    >>> max_sim(q, None, d, None)                       # max(1, 0.6) + max(0, 0.8)
+    tensor([1.8000])
     """
     if isinstance(q, Tensor) and q.ndim == 2:
         if q_mask is not None and isinstance(q_mask, Tensor):
@@ -149,8 +146,8 @@ def max_sim_pairs(
     q: (B, Lq, D) float, q_mask: (B, Lq) or None; d: (B, Ld, D) float, d_mask: (B, Ld) or None.
     Returns (B,): the diagonal of ``max_sim_matrix(q, q_mask, d, d_mask)``.
     """
-    _check_tokens("q", q, 3)
-    _check_tokens("d", d, 3)
+    check_tensor("q", q, "(B, L, D)", floating=True)
+    check_tensor("d", d, "(N, L, D)", floating=True)
     _check_same_device_and_dim(q, d)
     if q.shape[0] != d.shape[0]:
         raise ValueError(f"d: expected B={q.shape[0]} documents (one per query), got {d.shape[0]}")
@@ -170,8 +167,8 @@ def max_sim_alignment(
     q: (Lq, D) float, d: (Ld, D) float, d_mask: (Ld,) or None. Returns (Lq,) long indices into
     d's tokens, never a padded position. Raises ValueError if d has no real token.
     """
-    _check_tokens("q", q, 2)
-    _check_tokens("d", d, 2)
+    check_tensor("q", q, "(L, D)", floating=True)
+    check_tensor("d", d, "(L, D)", floating=True)
     _check_same_device_and_dim(q, d)
     d_mask = _mask_or_ones("d_mask", d_mask, d)  # (Ld,)
     if not bool(d_mask.any()):
@@ -190,7 +187,7 @@ def kmeans(x: Tensor, n_centroids: int, n_iter: int = 20, seed: int = 0) -> Tens
     Starts from ``n_centroids`` distinct points drawn with ``seed``; a cluster that loses all its
     points keeps its previous centroid. Deterministic for a given seed and device.
     """
-    _check_tokens("x", x, 2)
+    check_tensor("x", x, "(L, D)", floating=True)
     if not isinstance(n_centroids, int) or not 1 <= n_centroids <= x.shape[0]:
         raise ValueError(
             f"n_centroids: expected an int in [1, {x.shape[0]}] (the number of points), "
@@ -246,7 +243,7 @@ class ResidualCompressor:
         """centroids: (K, D) float; bucket_cutoffs: (2^bits - 1,); bucket_weights: (2^bits,)."""
         if bits not in self.SUPPORTED_BITS:
             raise ValueError(f"bits: expected one of {self.SUPPORTED_BITS}, got {bits!r}")
-        _check_tokens("centroids", centroids, 2)
+        check_tensor("centroids", centroids, "(L, D)", floating=True)
         if bucket_cutoffs.shape != (2**bits - 1,) or bucket_weights.shape != (2**bits,):
             raise ValueError(
                 f"bucket_cutoffs, bucket_weights: expected shapes ({2**bits - 1},) and "
@@ -273,7 +270,7 @@ class ResidualCompressor:
         n_iter: int = 20,
     ) -> ResidualCompressor:
         """Fit centroids and residual buckets on ``token_embeddings`` (M, D) float."""
-        _check_tokens("token_embeddings", token_embeddings, 2)
+        check_tensor("token_embeddings", token_embeddings, "(L, D)", floating=True)
         if bits not in cls.SUPPORTED_BITS:
             raise ValueError(f"bits: expected one of {cls.SUPPORTED_BITS}, got {bits!r}")
         x = token_embeddings.float()
@@ -310,7 +307,7 @@ class ResidualCompressor:
 
     def compress(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: (M, D) float -> (codes (M,) long centroid ids, residuals (M, D*bits/8) uint8)."""
-        _check_tokens("x", x, 2)
+        check_tensor("x", x, "(L, D)", floating=True)
         self._check_input("x", x, 2)
         if x.shape[1] != self.dim:
             raise ValueError(f"x: expected D={self.dim} (as fitted), got {x.shape[1]}")

@@ -26,26 +26,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from tinyir.validate import check_same_device, check_tensor
+
 Similarity = Literal["cos", "dot"]
-
-
-def _check_embeddings(name: str, x: torch.Tensor, expected: str = "(B, D)") -> None:
-    """Raise a clear error unless ``x`` is a floating-point tensor shaped like ``expected``."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    allowed_dims = {len(shape.split(",")) for shape in expected.split(" or ")}
-    if x.dim() not in allowed_dims:
-        raise ValueError(f"{name}: expected shape {expected}, got {tuple(x.shape)}")
-
-
-def _check_same_device(**tensors: torch.Tensor) -> None:
-    """Raise ``ValueError`` naming the arguments when the tensors are not on one device."""
-    devices = {name: t.device for name, t in tensors.items()}
-    if len(set(devices.values())) > 1:
-        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
-        raise ValueError(f"expected all tensors on one device, got {listed}")
 
 
 def _check_temperature(temperature: float) -> None:
@@ -60,9 +43,9 @@ def similarity_matrix(a: torch.Tensor, b: torch.Tensor, normalize: bool = True) 
     normalize: L2-normalize the rows first, giving cosine similarity; else the raw dot product.
     Returns (M, N): ``out[i, j] = sim(a[i], b[j])``.
     """
-    _check_embeddings("a", a, expected="(M, D)")
-    _check_embeddings("b", b, expected="(N, D)")
-    _check_same_device(a=a, b=b)
+    check_tensor("a", a, "(M, D)", floating=True)
+    check_tensor("b", b, "(N, D)", floating=True)
+    check_same_device(a=a, b=b)
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"a and b: expected the same embedding dim D, got a {tuple(a.shape)}, b {tuple(b.shape)}"
@@ -106,12 +89,18 @@ def info_nce(
     Returns a scalar (0-dim) tensor, the mean over the B queries.
 
     At initialization, when all similarities are equal, the loss is ``log(B + B*K)``.
+    InfoNCE: van den Oord et al., "Representation Learning with Contrastive Predictive Coding"
+    (2018), eq. 4; with in-batch negatives as in DPR (Karpukhin et al., EMNLP 2020).
+
+    >>> q = torch.eye(2)                     # two queries, orthogonal; each is its own positive
+    >>> info_nce(q, q, temperature=1.0)      # each row: -log(e^1 / (e^1 + e^0)) = log(1 + 1/e)
+    tensor(0.3133)
     """
-    _check_embeddings("queries", queries)
-    _check_embeddings("positives", positives)
+    check_tensor("queries", queries, "(B, D)", floating=True)
+    check_tensor("positives", positives, "(B, D)", floating=True)
     _check_temperature(temperature)
     normalize = _check_similarity(similarity)
-    _check_same_device(queries=queries, positives=positives)
+    check_same_device(queries=queries, positives=positives)
     if queries.shape != positives.shape:
         raise ValueError(
             f"positives: expected the shape of queries {tuple(queries.shape)}, "
@@ -123,8 +112,8 @@ def info_nce(
 
     candidates = positives  # (B, D)
     if negatives is not None:
-        _check_embeddings("negatives", negatives, expected="(B*K, D) or (B, K, D)")
-        _check_same_device(queries=queries, negatives=negatives)
+        check_tensor("negatives", negatives, "(B*K, D) or (B, K, D)", floating=True)
+        check_same_device(queries=queries, negatives=negatives)
         if negatives.dim() == 3 and negatives.shape[0] != batch_size:
             raise ValueError(
                 f"negatives: expected (B={batch_size}, K, D), got {tuple(negatives.shape)}"
@@ -165,14 +154,14 @@ def multi_positive_info_nce(
     Learning), which they found trains better than ``-log(sum of positive probabilities)``.
     With one positive per query it equals ``info_nce``.
     """
-    _check_embeddings("queries", queries)
-    _check_embeddings("docs", docs, expected="(N, D)")
+    check_tensor("queries", queries, "(B, D)", floating=True)
+    check_tensor("docs", docs, "(N, D)", floating=True)
     _check_temperature(temperature)
     normalize = _check_similarity(similarity)
     if not isinstance(positive_mask, torch.Tensor) or positive_mask.dtype != torch.bool:
         got = positive_mask.dtype if isinstance(positive_mask, torch.Tensor) else type(positive_mask)
         raise TypeError(f"positive_mask: expected a bool tensor, got {got}")
-    _check_same_device(queries=queries, docs=docs, positive_mask=positive_mask)
+    check_same_device(queries=queries, docs=docs, positive_mask=positive_mask)
     batch_size, num_docs = queries.shape[0], docs.shape[0]
     if batch_size == 0 or num_docs == 0:
         raise ValueError(f"queries and docs: expected at least 1 row each, got B={batch_size}, "
@@ -212,8 +201,8 @@ def triplet_loss(
     Returns a scalar.
     """
     for name, x in (("anchor", anchor), ("positive", positive), ("negative", negative)):
-        _check_embeddings(name, x)
-    _check_same_device(anchor=anchor, positive=positive, negative=negative)
+        check_tensor(name, x, "(B, D)", floating=True)
+    check_same_device(anchor=anchor, positive=positive, negative=negative)
     if not (anchor.shape == positive.shape == negative.shape):
         raise ValueError(
             "anchor, positive, negative: expected the same (B, D) shape, got "
@@ -255,8 +244,8 @@ def matryoshka_loss(
     (at every dim, the full one included), so a model trained this way can be cut to any of
     ``dims`` at inference time and still be compared with cosine or dot product.
     """
-    _check_embeddings("queries", queries)
-    _check_embeddings("positives", positives)
+    check_tensor("queries", queries, "(B, D)", floating=True)
+    check_tensor("positives", positives, "(B, D)", floating=True)
     full_dim = queries.shape[-1]
     dims = list(dims)
     if not dims:

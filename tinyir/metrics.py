@@ -86,6 +86,11 @@ def ndcg_at_k(ranking: Ranking, relevance: Mapping[str, int], k: int) -> float:
     """nDCG@k with linear gains: ``sum(grade / log2(rank + 1)) / ideal``; 0.0 with no relevant doc.
 
     The ideal DCG sorts all positive grades of the query, descending, and keeps the first k.
+    Järvelin & Kekäläinen, "Cumulated gain-based evaluation of IR techniques" (TOIS 2002); the
+    linear gain is trec_eval's and BEIR's.
+
+    >>> round(ndcg_at_k(["a", "b", "c"], {"b": 1}, k=3), 4)   # the one hit at rank 2: 1 / log2(3)
+    0.6309
     """
     top = _top_k(ranking, k)
     dcg = sum(

@@ -55,6 +55,12 @@ def mean_pooling(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
     The count is clamped to 1e-9 so an all-padding row gives zeros instead of NaN. Half-precision
     inputs are summed in float32 (as sentence-transformers does) and returned in their dtype.
+    Mean pooling as in Sentence-BERT (Reimers & Gurevych, EMNLP 2019, section 3).
+
+    >>> hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])   # (B=1, T=3, C=2)
+    >>> mask = torch.tensor([[1, 1, 0]])                                # the last token is padding
+    >>> mean_pooling(hidden, mask)                                      # ((1+3)/2, (2+4)/2)
+    tensor([[2., 3.]])
     """
     _check(hidden, mask)
     acc = torch.float32 if hidden.dtype in (torch.float16, torch.bfloat16) else hidden.dtype

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tinyir.storage import bytes_per_vector as _storage_bytes_per_vector
+from tinyir.validate import check_same_device, check_tensor
 
 INT8_LEVELS = 255  # 256 buckets, 0..255, stored shifted to -128..127
 INT8_SHIFT = 128
@@ -35,20 +36,6 @@ PRECISION_TO_DTYPE = {
 }
 
 
-def _check_matrix(name: str, x: Tensor, floating: bool = True) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name}: expected shape (N, D), got {tuple(x.shape)}")
-    if floating and not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-
-
-def _check_device(name: str, x: Tensor, reference: Tensor) -> None:
-    if x.device != reference.device:
-        raise ValueError(f"{name}: expected a tensor on {reference.device}, got {x.device}")
-
-
 # ----------------------------------------------------------------------------------------------
 # int8
 
@@ -59,7 +46,7 @@ def int8_ranges(calibration: Tensor) -> tuple[Tensor, Tensor]:
     offset = min over the calibration set, scale = (max - min) / 255 (1 where max == min), as in
     sentence-transformers. Returns two (D,) float32 tensors.
     """
-    _check_matrix("calibration", calibration)
+    check_tensor("calibration", calibration, "(N, D)", floating=True)
     if calibration.shape[0] < 2:
         raise ValueError(
             f"calibration: expected at least 2 embeddings to measure ranges, "
@@ -86,20 +73,20 @@ def quantize_int8(
     ``quantize_embeddings(x, "int8", calibration_embeddings=calibration)``. Values outside the
     calibration range clip to the first or last bucket.
     """
-    _check_matrix("x", x)
+    check_tensor("x", x, "(N, D)", floating=True)
     if (scale is None) != (offset is None):
         raise ValueError("scale, offset: give both or neither")
     if scale is None:
         source = x if calibration is None else calibration
         if calibration is not None:
-            _check_device("calibration", calibration, x)
+            check_same_device(x=x, calibration=calibration)
             if calibration.shape[1] != x.shape[1]:
                 raise ValueError(
                     f"calibration: expected D={x.shape[1]} (as x), got {calibration.shape[1]}"
                 )
         scale, offset = int8_ranges(source)
+    check_same_device(x=x, scale=scale, offset=offset)
     for name, value in (("scale", scale), ("offset", offset)):
-        _check_device(name, value, x)
         if value.shape != (x.shape[1],):
             raise ValueError(f"{name}: expected shape ({x.shape[1]},), got {tuple(value.shape)}")
     buckets = torch.floor((x.float() - offset) / scale).clamp(0, INT8_LEVELS)  # (N, D)
@@ -114,11 +101,10 @@ def dequantize_int8(codes: Tensor, scale: Tensor, offset: Tensor) -> Tensor:
     sentence-transformers returns its lower edge: the centre halves the worst-case error to
     scale / 2 for values inside the calibration range and removes the downward bias.
     """
-    _check_matrix("codes", codes, floating=False)
+    check_tensor("codes", codes, "(N, D)")
     if codes.dtype != torch.int8:
         raise TypeError(f"codes: expected dtype torch.int8, got {codes.dtype}")
-    _check_device("scale", scale, codes)
-    _check_device("offset", offset, codes)
+    check_same_device(codes=codes, scale=scale, offset=offset)
     buckets = codes.float() + INT8_SHIFT  # (N, D) in [0, 255]
     return offset + (buckets + 0.5) * scale
 
@@ -135,7 +121,7 @@ def quantize_binary(x: Tensor) -> Tensor:
     padded with zero bits, as ``np.packbits`` does; zero bits on both sides never add to a
     Hamming distance.
     """
-    _check_matrix("x", x)
+    check_tensor("x", x, "(N, D)", floating=True)
     n, dim = x.shape
     bits = (x > 0).to(torch.uint8)  # (N, D)
     padding = -dim % 8
@@ -157,10 +143,10 @@ def hamming_distances(q_bits: Tensor, d_bits: Tensor, doc_chunk_size: int = 4096
     go ``doc_chunk_size`` at a time, so memory stays at (Q, doc_chunk_size, B) bytes.
     """
     for name, value in (("q_bits", q_bits), ("d_bits", d_bits)):
-        _check_matrix(name, value, floating=False)
+        check_tensor(name, value, "(N, D)")
         if value.dtype != torch.uint8:
             raise TypeError(f"{name}: expected packed bits of dtype torch.uint8, got {value.dtype}")
-    _check_device("d_bits", d_bits, q_bits)
+    check_same_device(q_bits=q_bits, d_bits=d_bits)
     if q_bits.shape[1] != d_bits.shape[1]:
         raise ValueError(
             f"d_bits: expected {q_bits.shape[1]} bytes per vector (as q_bits), "
@@ -215,11 +201,10 @@ def rescore(
     docs: (N, D) float, or (N, D) int8 codes together with their ``scale`` and ``offset`` (only
     the candidates are dequantized). Returns (scores (Q, k) float descending, ids (Q, k)).
     """
-    _check_matrix("query_float", query_float)
-    _check_matrix("candidate_ids", candidate_ids, floating=False)
-    _check_matrix("docs", docs, floating=False)
-    for name, value in (("candidate_ids", candidate_ids), ("docs", docs)):
-        _check_device(name, value, query_float)
+    check_tensor("query_float", query_float, "(N, D)", floating=True)
+    check_tensor("candidate_ids", candidate_ids, "(N, D)")
+    check_tensor("docs", docs, "(N, D)")
+    check_same_device(query_float=query_float, candidate_ids=candidate_ids, docs=docs)
     if candidate_ids.shape[0] != query_float.shape[0]:
         raise ValueError(
             f"candidate_ids: expected Q={query_float.shape[0]} rows (one per query), "

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyir.metrics import rank_documents
+from tinyir.validate import check_same_device, check_tensor
 
 
 def _top_k_lower_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,17 +55,6 @@ def _top_k_ties_left_to_right(scores: torch.Tensor, k: int) -> tuple[torch.Tenso
     return scores.gather(1, columns), columns
 
 
-def _check_embeddings(name: str, x: torch.Tensor, expected: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor {expected}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(f"{name}: expected shape {expected}, got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
-
-
 def exact_search(
     queries: torch.Tensor,
     docs: torch.Tensor,
@@ -83,12 +73,9 @@ def exact_search(
     Returns (scores (Q, k), indices (Q, k) int64) on the input device, best first; equal scores
     are ordered by lower document index, so results do not depend on chunk_size.
     """
-    _check_embeddings("queries", queries, "(Q, D)")
-    _check_embeddings("docs", docs, "(N, D)")
-    if queries.device != docs.device:
-        raise ValueError(
-            f"queries and docs: expected one device, got {queries.device} and {docs.device}"
-        )
+    check_tensor("queries", queries, "(Q, D)", floating=True, nonempty=True)
+    check_tensor("docs", docs, "(N, D)", floating=True, nonempty=True)
+    check_same_device(queries=queries, docs=docs)
     if queries.shape[1] != docs.shape[1]:
         raise ValueError(
             f"queries and docs: expected the same dim D, got {tuple(queries.shape)} and "

@@ -15,3 +15,27 @@ def check_positive(name: str, value: object, integer: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
         expected = "a positive int" if integer else "a positive number"
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+def check_tensor(name: str, x: object, shape: str, *, floating: bool = False,
+                 nonempty: bool = False) -> None:
+    """``x`` is a torch tensor of one of the ranks ``shape`` names ("(B, D)", or several:
+    "(B*K, D) or (B, K, D)"); floating-point when ``floating``; with rows when ``nonempty``."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor {shape}, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() not in {len(option.split(",")) for option in shape.split(" or ")}:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+    if nonempty and x.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
+
+
+def check_same_device(**tensors: object) -> None:
+    """The tensors (by argument name) are all on one device; the error lists where each is."""
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"expected all tensors on one device, got {listed}")
