@@ -8,15 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyir.colbert import (
-    ResidualCompressor,
-    bytes_per_token,
-    kmeans,
-    max_sim,
-    max_sim_alignment,
-    max_sim_matrix,
-    max_sim_pairs,
-)
+from tinyir.maxsim import max_sim, max_sim_alignment, max_sim_matrix, max_sim_pairs
+from tinyir.quantize import ResidualCompressor, bytes_per_token, kmeans
 from tinyir.testing import assert_close
 
 

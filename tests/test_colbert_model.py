@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinyir.colbert import ColBERT, max_sim, train_projection
+from tinyir.colbert import ColBERT, train_projection
 from tinyir.encoder import Encoder, EncoderConfig
+from tinyir.maxsim import max_sim
 from tinyir.testing import assert_close
 from tinyir.tokenizer import Tokenizer
 

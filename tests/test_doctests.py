@@ -8,14 +8,14 @@ import doctest
 import pytest
 
 import tinyir.bm25
-import tinyir.colbert
 import tinyir.losses
+import tinyir.maxsim
 import tinyir.metrics
 import tinyir.pooling
 import tinyir.testing
 
 
-@pytest.mark.parametrize("module", [tinyir.colbert, tinyir.losses, tinyir.pooling, tinyir.metrics,
+@pytest.mark.parametrize("module", [tinyir.maxsim, tinyir.losses, tinyir.pooling, tinyir.metrics,
                                     tinyir.testing, tinyir.bm25], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, raise_on_error=False, verbose=False)

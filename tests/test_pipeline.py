@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from tinyir.bm25 import BM25
-from tinyir.colbert import ColBERT, max_sim
+from tinyir.colbert import ColBERT
 from tinyir.data import BeirDataset
 from tinyir.encoder import Encoder, EncoderConfig
+from tinyir.maxsim import max_sim
 from tinyir.metrics import evaluate
 from tinyir.pipeline import (
     BM25System,

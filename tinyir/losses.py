@@ -96,6 +96,21 @@ def info_nce(
     >>> info_nce(q, q, temperature=1.0)      # each row: -log(e^1 / (e^1 + e^0)) = log(1 + 1/e)
     tensor(0.3133)
     """
+    normalize, negatives = _check_info_nce_inputs(queries, positives, negatives, temperature,
+                                                  similarity)
+    candidates = positives if negatives is None else torch.cat([positives, negatives])  # (B+B*K, D)
+    # One matmul scores every query against every candidate.
+    scores = similarity_matrix(queries, candidates, normalize=normalize) / temperature  # (B, B+B*K)
+    labels = torch.arange(len(queries), device=queries.device)  # query i -> column i
+    loss = F.cross_entropy(scores, labels)
+    if symmetric:
+        # Rows = positives, columns = queries: the (B, B) in-batch block, transposed.
+        loss = (loss + F.cross_entropy(scores[:, : len(queries)].T, labels)) / 2
+    return loss
+
+
+def _check_info_nce_inputs(queries, positives, negatives, temperature, similarity):
+    """info_nce's argument checks; returns (normalize?, negatives as (B*K, D) or None)."""
     check_tensor("queries", queries, "(B, D)", floating=True)
     check_tensor("positives", positives, "(B, D)", floating=True)
     _check_temperature(temperature)
@@ -109,31 +124,16 @@ def info_nce(
     batch_size, dim = queries.shape
     if batch_size == 0:
         raise ValueError("queries: expected a batch of at least 1 query, got B=0")
-
-    candidates = positives  # (B, D)
-    if negatives is not None:
-        check_tensor("negatives", negatives, "(B*K, D) or (B, K, D)", floating=True)
-        check_same_device(queries=queries, negatives=negatives)
-        if negatives.dim() == 3 and negatives.shape[0] != batch_size:
-            raise ValueError(
-                f"negatives: expected (B={batch_size}, K, D), got {tuple(negatives.shape)}"
-            )
-        negatives = negatives.reshape(-1, negatives.shape[-1])  # (B*K, D)
-        if negatives.shape[1] != dim:
-            raise ValueError(
-                f"negatives: expected embedding dim D={dim}, got {tuple(negatives.shape)}"
-            )
-        candidates = torch.cat([positives, negatives], dim=0)  # (B + B*K, D)
-
-    # One matmul scores every query against every candidate.
-    scores = similarity_matrix(queries, candidates, normalize=normalize) / temperature  # (B, B+B*K)
-    labels = torch.arange(batch_size, device=queries.device)  # query i -> column i
-    loss = F.cross_entropy(scores, labels)
-    if symmetric:
-        # Rows = positives, columns = queries: the (B, B) in-batch block, transposed.
-        backward_loss = F.cross_entropy(scores[:, :batch_size].T, labels)
-        loss = (loss + backward_loss) / 2
-    return loss
+    if negatives is None:
+        return normalize, None
+    check_tensor("negatives", negatives, "(B*K, D) or (B, K, D)", floating=True)
+    check_same_device(queries=queries, negatives=negatives)
+    if negatives.dim() == 3 and negatives.shape[0] != batch_size:
+        raise ValueError(f"negatives: expected (B={batch_size}, K, D), got {tuple(negatives.shape)}")
+    negatives = negatives.reshape(-1, negatives.shape[-1])  # (B*K, D)
+    if negatives.shape[1] != dim:
+        raise ValueError(f"negatives: expected embedding dim D={dim}, got {tuple(negatives.shape)}")
+    return normalize, negatives
 
 
 def multi_positive_info_nce(

@@ -225,7 +225,7 @@ class ColBERTSystem:
 
     @torch.inference_mode()
     def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        from tinyir.colbert import max_sim_matrix
+        from tinyir.maxsim import max_sim_matrix
 
         queries = _check_queries(queries)
         _check_k(k)

@@ -8,12 +8,17 @@ Three ways to shrink an index of (N, D) fp32 embeddings, and the trick that reco
 - Matryoshka: keep the first ``dim`` dimensions of a model trained for it, then renormalize.
 - rescoring: retrieve ``oversample * k`` candidates with the cheap binary index, then rescore
   only those with the float query against int8 (or float) document vectors and keep the top k.
+- residual compression of token vectors (ColBERTv2, Santhanam et al., NAACL 2022, simplified):
+  the id of the nearest k-means centroid plus the residual quantized to a few bits per
+  dimension (``ResidualCompressor``; ``bytes_per_token`` is its storage arithmetic).
 
 The formulas match sentence-transformers' ``quantize_embeddings`` (precision "int8" and
 "ubinary"); the tests compare the outputs. Shapes: N documents, Q queries, D dimensions.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -283,3 +288,181 @@ def bytes_per_vector(dim: int, precision: str = "float32") -> int:
             f"precision: expected one of {sorted(PRECISION_TO_DTYPE)}, got {precision!r}"
         )
     return _storage_bytes_per_vector(dim, PRECISION_TO_DTYPE[precision])
+
+
+# ----------------------------------------------------------------------------------------------
+# Residual compression of token vectors (ColBERTv2, simplified)
+
+
+def kmeans(x: Tensor, n_centroids: int, n_iter: int = 20, seed: int = 0) -> Tensor:
+    """Lloyd's k-means on ``x`` (M, D) float; returns centroids (n_centroids, D) on x's device.
+
+    Starts from ``n_centroids`` distinct points drawn with ``seed``; a cluster that loses all its
+    points keeps its previous centroid. Deterministic for a given seed and device.
+    """
+    check_tensor("x", x, "(L, D)", floating=True)
+    if not isinstance(n_centroids, int) or not 1 <= n_centroids <= x.shape[0]:
+        raise ValueError(
+            f"n_centroids: expected an int in [1, {x.shape[0]}] (the number of points), "
+            f"got {n_centroids!r}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    first = torch.randperm(x.shape[0], generator=generator)[:n_centroids].to(x.device)
+    centroids = x[first].clone()  # (K, D)
+    for _ in range(n_iter):
+        assignment = torch.cdist(x, centroids).argmin(dim=1)  # (M,)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, x)  # (K, D)
+        counts = torch.bincount(assignment, minlength=n_centroids).unsqueeze(1)  # (K, 1)
+        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+    return centroids
+
+
+def bytes_per_token(dim: int, bits: int, centroid_id_bytes: int = 4) -> int:
+    """Bytes one compressed token takes: a centroid id plus ``dim`` residuals of ``bits`` bits.
+
+    ColBERTv2 keeps the centroid id as int32, so 128 dims at 2 bits = 4 + 32 = 36 bytes, against
+    256 bytes at fp16.
+    """
+    for name, value in (("dim", dim), ("bits", bits)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if not isinstance(centroid_id_bytes, int) or centroid_id_bytes < 0:
+        raise ValueError(
+            f"centroid_id_bytes: expected a non-negative int, got {centroid_id_bytes!r}"
+        )
+    return centroid_id_bytes + math.ceil(dim * bits / 8)
+
+
+class ResidualCompressor:
+    """Compress token embeddings to (nearest centroid, residual quantized to ``bits`` bits).
+
+    Fit on a sample of token embeddings:
+
+        compressor = ResidualCompressor.fit(tokens, n_centroids=256, bits=2)
+        codes, residuals = compressor.compress(tokens)   # (M,) long, (M, D * bits / 8) uint8
+        approx = compressor.decompress(codes, residuals)  # (M, D) float
+
+    As in ColBERTv2, the residual values of all dimensions share one set of buckets: the
+    2^bits - 1 cutoffs are quantiles of the residuals at i / 2^bits, and a bucket decompresses
+    to the residuals' quantile at its middle, (i + 0.5) / 2^bits. The codes are packed 8 / bits
+    per byte, first dimension in the most significant bits.
+    """
+
+    SUPPORTED_BITS = (1, 2, 4, 8)
+
+    def __init__(
+        self, centroids: Tensor, bucket_cutoffs: Tensor, bucket_weights: Tensor, bits: int
+    ) -> None:
+        """centroids: (K, D) float; bucket_cutoffs: (2^bits - 1,); bucket_weights: (2^bits,)."""
+        if bits not in self.SUPPORTED_BITS:
+            raise ValueError(f"bits: expected one of {self.SUPPORTED_BITS}, got {bits!r}")
+        check_tensor("centroids", centroids, "(L, D)", floating=True)
+        if bucket_cutoffs.shape != (2**bits - 1,) or bucket_weights.shape != (2**bits,):
+            raise ValueError(
+                f"bucket_cutoffs, bucket_weights: expected shapes ({2**bits - 1},) and "
+                f"({2**bits},), got {tuple(bucket_cutoffs.shape)} and "
+                f"{tuple(bucket_weights.shape)}"
+            )
+        if (centroids.shape[1] * bits) % 8 != 0:
+            raise ValueError(
+                f"centroids: expected D * bits to be a multiple of 8 so codes pack into bytes, "
+                f"got D={centroids.shape[1]}, bits={bits}"
+            )
+        self.centroids = centroids
+        self.bucket_cutoffs = bucket_cutoffs.to(centroids)
+        self.bucket_weights = bucket_weights.to(centroids)
+        self.bits = bits
+
+    @classmethod
+    def fit(
+        cls,
+        token_embeddings: Tensor,
+        n_centroids: int,
+        bits: int = 2,
+        seed: int = 0,
+        n_iter: int = 20,
+    ) -> ResidualCompressor:
+        """Fit centroids and residual buckets on ``token_embeddings`` (M, D) float."""
+        check_tensor("token_embeddings", token_embeddings, "(L, D)", floating=True)
+        if bits not in cls.SUPPORTED_BITS:
+            raise ValueError(f"bits: expected one of {cls.SUPPORTED_BITS}, got {bits!r}")
+        x = token_embeddings.float()
+        centroids = kmeans(x, n_centroids, n_iter=n_iter, seed=seed)  # (K, D)
+        nearest = torch.cdist(x, centroids).argmin(dim=1)  # (M,)
+        residuals = (x - centroids[nearest]).flatten()  # (M * D,)
+        levels = 2**bits
+        cutoff_q = torch.arange(1, levels, device=x.device, dtype=x.dtype) / levels
+        weight_q = (torch.arange(levels, device=x.device, dtype=x.dtype) + 0.5) / levels
+        sample = _quantile_sample(residuals, seed)
+        return cls(centroids, sample.quantile(cutoff_q), sample.quantile(weight_q), bits)
+
+    def to(self, device: torch.device | str) -> ResidualCompressor:
+        """A copy of this compressor with its tensors on ``device``."""
+        return ResidualCompressor(
+            self.centroids.to(device),
+            self.bucket_cutoffs.to(device),
+            self.bucket_weights.to(device),
+            self.bits,
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.shape[1]
+
+    def _check_input(self, name: str, x: Tensor, ndim: int) -> None:
+        if x.device != self.centroids.device:
+            raise ValueError(
+                f"{name}: expected a tensor on the compressor's device {self.centroids.device}, "
+                f"got {x.device}; use compressor.to(device)"
+            )
+        if x.ndim != ndim:
+            raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(x.shape)}")
+
+    def compress(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (M, D) float -> (codes (M,) long centroid ids, residuals (M, D*bits/8) uint8)."""
+        check_tensor("x", x, "(L, D)", floating=True)
+        self._check_input("x", x, 2)
+        if x.shape[1] != self.dim:
+            raise ValueError(f"x: expected D={self.dim} (as fitted), got {x.shape[1]}")
+        x = x.to(self.centroids.dtype)
+        codes = torch.cdist(x, self.centroids).argmin(dim=1)  # (M,)
+        residuals = x - self.centroids[codes]  # (M, D)
+        buckets = torch.bucketize(residuals, self.bucket_cutoffs)  # (M, D) in [0, 2^bits)
+        return codes, _pack(buckets, self.bits)
+
+    def decompress(self, codes: Tensor, packed_residuals: Tensor) -> Tensor:
+        """codes: (M,) long, packed_residuals: (M, D*bits/8) uint8 -> (M, D) float."""
+        self._check_input("codes", codes, 1)
+        self._check_input("packed_residuals", packed_residuals, 2)
+        expected = (codes.shape[0], self.dim * self.bits // 8)
+        if tuple(packed_residuals.shape) != expected:
+            raise ValueError(
+                f"packed_residuals: expected shape {expected}, got {tuple(packed_residuals.shape)}"
+            )
+        buckets = _unpack(packed_residuals, self.bits)  # (M, D)
+        return self.centroids[codes] + self.bucket_weights[buckets]
+
+
+def _quantile_sample(values: Tensor, seed: int, max_size: int = 1 << 20) -> Tensor:
+    """``torch.quantile`` accepts at most 2^24 values; a 1M-value sample is plenty."""
+    if values.numel() <= max_size:
+        return values
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(values.numel(), (max_size,), generator=generator).to(values.device)
+    return values[picks]
+
+
+def _pack(buckets: Tensor, bits: int) -> Tensor:
+    """buckets: (M, D) ints in [0, 2^bits) -> (M, D*bits/8) uint8, first value in the high bits."""
+    per_byte = 8 // bits
+    grouped = buckets.reshape(buckets.shape[0], -1, per_byte).to(torch.int32)  # (M, D/per, per)
+    shifts = torch.arange(per_byte - 1, -1, -1, device=buckets.device, dtype=torch.int32) * bits
+    return (grouped << shifts).sum(dim=-1).to(torch.uint8)
+
+
+def _unpack(packed: Tensor, bits: int) -> Tensor:
+    """Inverse of ``_pack``: (M, D*bits/8) uint8 -> (M, D) long."""
+    per_byte = 8 // bits
+    shifts = torch.arange(per_byte - 1, -1, -1, device=packed.device, dtype=torch.int32) * bits
+    values = (packed.to(torch.int32).unsqueeze(-1) >> shifts) & (2**bits - 1)  # (M, B, per)
+    return values.reshape(packed.shape[0], -1).long()

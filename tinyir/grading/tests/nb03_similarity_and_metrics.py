@@ -21,9 +21,9 @@ NOTEBOOK = "03_similarity_and_metrics.ipynb"
 REFERENCES = [
     "tinyir.pooling:l2_normalize",
     "tinyir.metrics:ndcg_at_k",
-    "tinyir.colbert:max_sim",
-    "tinyir.colbert:max_sim_matrix",
-    "tinyir.colbert:max_sim_pairs",
+    "tinyir.maxsim:max_sim",
+    "tinyir.maxsim:max_sim_matrix",
+    "tinyir.maxsim:max_sim_pairs",
 ]
 
 AFTER_CALL = "tinyir.grading.probes:args_after_call"  # the arguments as the call left them
