@@ -121,3 +121,15 @@ def test_bad_inputs(tok):
         Tokenizer.train(CORPUS, vocab_size=3)
     with pytest.raises(FileNotFoundError, match="vocab.txt"):
         Tokenizer.from_vocab("/nonexistent/vocab.txt")
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    from tinyir.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(["sort a list in place", "the cumulative sum of an array"] * 20,
+                          vocab_size=120, min_frequency=1)
+    folder = tok.save_pretrained(tmp_path / "tok")
+    assert [p.name for p in folder.iterdir()] == ["tokenizer.json"]
+    again = Tokenizer.from_pretrained(folder)
+    texts = ["sort the array", "cumulative list"]
+    assert again.encode_ids(texts) == tok.encode_ids(texts)

@@ -28,6 +28,7 @@ import tokenizers
 import torch
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from tinyir.atomic import atomic_file
 from tinyir.pretrained import minilm_path
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -182,6 +183,20 @@ class Tokenizer:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.backend.save(str(path))
         return path
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``folder/tokenizer.json`` atomically, as every model of the course saves itself
+        (``from_pretrained(folder)`` reads it back); returns ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_file(folder / "tokenizer.json") as tmp:
+            self.backend.save(str(tmp))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> Tokenizer:
+        """The tokenizer a ``save_pretrained(folder)`` wrote."""
+        return cls.from_file(Path(folder) / "tokenizer.json")
 
     # ----------------------------------------------------------------------------------------
     # encoding

@@ -42,17 +42,6 @@ _VERSION = 1  # bump when a builder below changes what it produces for the same 
 TOKENIZER_RECIPE = {"vocab_size": 8000, "min_frequency": 2, "lowercase": True}
 
 
-class _SavedTokenizer:
-    """Adapter so ``cached_model`` can store a Tokenizer (it calls ``save_pretrained``)."""
-
-    def __init__(self, tokenizer: Tokenizer):
-        self.tokenizer = tokenizer
-
-    def save_pretrained(self, folder: Path) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(Path(folder) / "tokenizer.json")
-
-
 def pydocs_tokenizer(folder: str | Path | None = None) -> Tokenizer:
     """A WordPiece tokenizer (``TOKENIZER_RECIPE``) trained on the corpus's passages; cached.
 
@@ -64,13 +53,10 @@ def pydocs_tokenizer(folder: str | Path | None = None) -> Tokenizer:
     key = {"artifact": "pydocs_tokenizer", "version": _VERSION,
            "data": dataset_fingerprint(folder), **TOKENIZER_RECIPE}
 
-    def build() -> _SavedTokenizer:
-        texts = load_beir(folder, "train").doc_texts()
-        return _SavedTokenizer(Tokenizer.train(texts, **TOKENIZER_RECIPE))
+    def build() -> Tokenizer:
+        return Tokenizer.train(load_beir(folder, "train").doc_texts(), **TOKENIZER_RECIPE)
 
-    saved = cached_model("pydocs-tokenizer", key, build,
-                         load=lambda path: _SavedTokenizer(Tokenizer.from_file(path / "tokenizer.json")))
-    return saved.tokenizer
+    return cached_model("pydocs-tokenizer", key, build, load=Tokenizer.from_pretrained)
 
 
 def tiny_biencoder(
