@@ -411,7 +411,7 @@ def test_solution_demos_are_tagged_and_the_build_keeps_the_flag():
                               for c, flag in zip(solution_cells, flags, strict=True)
                               if c["cell_type"] == "code" and not flag)
         assert "BiEncoder.minilm(" not in graded_code, f"{name}: MiniLM in a graded cell"
-        assert "CrossEncoder.from_minilm(" not in graded_code, f"{name}: MiniLM in a graded cell"
+        assert "CrossEncoder.minilm(" not in graded_code, f"{name}: MiniLM in a graded cell"
     assert any(cell_tags(c).get("skip_in_grading") for c in solution("05_training_loop.ipynb")
                ["cells"])
 

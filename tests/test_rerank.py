@@ -112,8 +112,8 @@ def test_save_load_round_trip(tiny_model, tmp_path):
     assert not list(tmp_path.glob(".ce.*")), "temporary folders were left behind"
 
 
-def test_from_minilm_has_a_seeded_fresh_head():
-    a, b = CrossEncoder.from_minilm(max_length=32), CrossEncoder.from_minilm(max_length=32)
+def test_minilm_has_a_seeded_fresh_head():
+    a, b = CrossEncoder.minilm(max_length=32), CrossEncoder.minilm(max_length=32)
     assert torch.equal(a.head.weight, b.head.weight)
     assert a.encoder.config.hidden_size == 384 and a.pooling == "cls"
 
@@ -154,11 +154,11 @@ def test_segments_batched_scores_equal_one_by_one_and_survive_save_load(tiny_seg
     assert torch.equal(loaded.score(QUERY, DOCS, batch_size=3), batched)  # same path
 
 
-def test_segments_from_minilm_starts_as_scaled_cosine():
+def test_segments_minilm_starts_as_scaled_cosine():
     """At step 0 the head is 1/tau in every dimension: the score is cos(u, v) / tau."""
     from tinyir.rerank import SEGMENTS_INIT_SCALE, segment_product
 
-    model = CrossEncoder.from_minilm(max_length=32, pooling="segments")
+    model = CrossEncoder.minilm(max_length=32, pooling="segments")
     assert torch.all(model.head.weight == SEGMENTS_INIT_SCALE) and model.head.bias.item() == 0
     batch = model.tokenize([QUERY] * 2, DOCS[:2])
     with torch.no_grad():

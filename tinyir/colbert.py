@@ -78,7 +78,7 @@ class ColBERT(torch.nn.Module):
                              persistent=False)
 
     @classmethod
-    def from_minilm(cls, dim: int | None = 128, seed: int = 0, **kwargs) -> ColBERT:
+    def minilm(cls, dim: int | None = 128, seed: int = 0, **kwargs) -> ColBERT:
         """all-MiniLM-L6-v2's encoder and tokenizer with a fresh (seeded) projection to ``dim``."""
         from tinyir.encoder import Encoder
         from tinyir.pretrained import minilm_path

@@ -11,7 +11,7 @@ precomputed per passage, so scoring N passages costs N transformer passes at que
 retrieve-then-rerank: a cheap first stage (BM25 or a bi-encoder) picks the top ~100 passages,
 the cross-encoder re-orders only those.
 
-    model = CrossEncoder.from_minilm()                     # MiniLM encoder + fresh linear head
+    model = CrossEncoder.minilm()                     # MiniLM encoder + fresh linear head
     history = train_cross_encoder(model, [(q, pos, [neg1, neg2, neg3]), ...], epochs=1)
     model.score([(q, d1), (q, d2)])                        # (2,) scores, higher = more relevant
     model.rerank(q, [d1, d2, d3], top_k=2)                 # [(candidate index, score), ...]
@@ -246,7 +246,7 @@ class CrossEncoder(nn.Module):
         return self.encoder.device
 
     @classmethod
-    def from_minilm(
+    def minilm(
         cls, max_length: int = 256, pooling: str = "cls", seed: int = 0,
         device: str | torch.device | None = None,
     ) -> CrossEncoder:

@@ -146,7 +146,7 @@ def finetuned_cross_encoder(progress: bool = True, recipe: dict | None = None) -
             base = finetuned_minilm(progress=progress).to("cpu")
             model = CrossEncoder.from_encoder(base.encoder, base.tokenizer, **settings)
         elif recipe["base"] == "minilm":
-            model = CrossEncoder.from_minilm(**settings)
+            model = CrossEncoder.minilm(**settings)
         else:
             raise ValueError(f"recipe['base']: expected 'finetuned_minilm' or 'minilm', "
                              f"got {recipe['base']!r}")
@@ -194,7 +194,7 @@ def colbert_model(progress: bool = True, recipe: dict | None = None) -> ColBERT:
     def build() -> _WithLosses:
         pairs = training_pairs(PYDOCS_DIR, "train")
         random.Random(recipe["seed"]).shuffle(pairs)
-        model = ColBERT.from_minilm(
+        model = ColBERT.minilm(
             dim=recipe["dim"], seed=recipe["seed"], query_max_length=recipe["query_max_length"],
             doc_max_length=recipe["doc_max_length"], skip_punctuation=recipe["skip_punctuation"])
         start = time.perf_counter()
