@@ -355,12 +355,15 @@ class Encoder(nn.Module):
                 f"input_ids: on {input_ids.device} but the model is on {self.device}; "
                 f"move it with input_ids.to(model.device)"
             )
-        low, high = torch.aminmax(input_ids)
-        if int(low) < 0 or int(high) >= self.config.vocab_size:
-            raise ValueError(
-                f"input_ids: expected ids in [0, {self.config.vocab_size}), "
-                f"got min {int(low)} and max {int(high)}"
-            )
+        # The id range is checked where it costs no device sync (on the CPU, where the ids come
+        # from the tokenizer); on a GPU, reading min/max back would stall every forward pass.
+        if input_ids.device.type == "cpu":
+            low, high = torch.aminmax(input_ids)
+            if int(low) < 0 or int(high) >= self.config.vocab_size:
+                raise ValueError(
+                    f"input_ids: expected ids in [0, {self.config.vocab_size}), "
+                    f"got min {int(low)} and max {int(high)}"
+                )
         for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
             if tensor is None:
                 continue
