@@ -12,7 +12,7 @@ LAYERS = [
     # helpers every layer may use
     "validate", "atomic", "testing", "device", "pretrained", "cache",
     # text -> vectors
-    "data", "tokenizer", "encoder", "pooling", "biencoder",
+    "data", "tokenizer", "batching", "encoder", "pooling", "biencoder",
     # training a bi-encoder
     "losses", "metrics", "search", "negatives", "train",
     # retrieval and evaluation

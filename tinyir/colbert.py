@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor
 
+from tinyir.batching import length_batches
 from tinyir.maxsim import max_sim_matrix
 
 COLBERT_CONFIG_FILE = "tinyir_colbert.json"
@@ -131,23 +132,17 @@ class ColBERT(torch.nn.Module):
                show_progress: bool = False) -> tuple[Tensor, Tensor]:
         """Embed texts in batches: (N, L, D) token vectors and (N, L) bool mask, L = the longest
         text. Texts are grouped by length so a batch pads to its own longest text."""
-        import sys
-
-        from tqdm.auto import tqdm
-
         if not isinstance(texts, list) or not texts:
             raise ValueError("texts: expected a non-empty list of str")
         was_training = self.training
         self.eval()
         max_length = self.query_max_length if is_query else self.doc_max_length
         ids = self.tokenizer.encode_ids(texts, max_length)
-        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         L = max(len(x) for x in ids)
         out = torch.zeros(len(texts), L, self.dim, device=self.device)
         mask = torch.zeros(len(texts), L, dtype=torch.bool, device=self.device)
-        for start in tqdm(range(0, len(texts), batch_size), desc="encode tokens", unit="batch",
-                          file=sys.stderr, disable=not show_progress):
-            rows = order[start:start + batch_size]
+        for rows in length_batches([len(x) for x in ids], batch_size, progress=show_progress,
+                                   desc="encode tokens"):
             batch = {k: t.to(self.device) for k, t in self.tokenizer.pad([ids[i] for i in rows]).items()}
             emb, keep = self(batch, is_query)  # (b, T, D), (b, T)
             T = emb.shape[1]

@@ -53,6 +53,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tinyir.atomic import atomic_folder
+from tinyir.batching import length_batches
 from tinyir.device import seed_everything
 from tinyir.encoder import Encoder
 from tinyir.pooling import pool
@@ -319,10 +320,8 @@ class CrossEncoder(nn.Module):
         was_training = self.training
         self.eval()
         encodings = self._backend.encode_batch(list(zip(queries, passages, strict=True)))
-        order = sorted(range(N), key=lambda i: -len(encodings[i].ids))  # longest first
-        for start in tqdm(range(0, N, batch_size), desc="rerank", unit="batch", file=sys.stderr,
-                          disable=not show_progress):
-            rows = order[start:start + batch_size]
+        for rows in length_batches([len(e.ids) for e in encodings], batch_size,
+                                   progress=show_progress, desc="rerank"):
             batch = _pad_pairs([encodings[i] for i in rows], self.tokenizer.pad_id)
             batch = {name: t.to(self.device) for name, t in batch.items()}
             out[torch.tensor(rows)] = self(batch).float().cpu()
