@@ -63,7 +63,7 @@ def bench_encode(texts: list[str], batch_size: int, repeats: int) -> dict:
     theirs.max_seq_length = 256
 
     def run_ours():
-        ours.encode(texts, batch_size=batch_size, max_length=256, show_progress=False)
+        ours.encode(texts, batch_size=batch_size, max_length=256, progress=False)
 
     def run_theirs():
         theirs.encode(texts, batch_size=batch_size, show_progress_bar=False,

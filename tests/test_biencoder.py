@@ -61,7 +61,7 @@ def test_minilm_settings_follow_its_folder(minilm):
 def test_encode_equals_sentence_transformers(minilm, st_model, batch_size):
     assert len(minilm.tokenizer.encode_ids([TEXTS[2]], max_length=10_000)[0]) > 256  # truncated
     expected = st_encode(st_model, TEXTS, batch_size)
-    got = minilm.encode(TEXTS, batch_size=batch_size, show_progress=False)
+    got = minilm.encode(TEXTS, batch_size=batch_size, progress=False)
     assert got.shape == (len(TEXTS), 384) and got.dtype == torch.float32
     assert_close(got, expected, depth=EMBEDDING_DEPTH, scale=1.0,
                  what="tinyir vs sentence-transformers")
@@ -69,11 +69,11 @@ def test_encode_equals_sentence_transformers(minilm, st_model, batch_size):
 
 
 def test_encode_restores_the_original_order(minilm):
-    forward = minilm.encode(TEXTS, batch_size=2, show_progress=False)
-    backward = minilm.encode(TEXTS[::-1], batch_size=2, show_progress=False)
+    forward = minilm.encode(TEXTS, batch_size=2, progress=False)
+    backward = minilm.encode(TEXTS[::-1], batch_size=2, progress=False)
     # other batches, other padding: another code path, so a tolerance, not equality
     assert_close(backward, forward.flip(0), depth=EMBEDDING_DEPTH, scale=1.0, what="reversed")
-    one = minilm.encode([TEXTS[5]], show_progress=False)
+    one = minilm.encode([TEXTS[5]], progress=False)
     assert_close(one[0], forward[5], depth=EMBEDDING_DEPTH, scale=1.0, what="alone vs batched")
 
 
@@ -92,7 +92,7 @@ def test_forward_is_differentiable_and_equals_encode(minilm):
 def test_progress_bar_and_numpy(minilm, capsys):
     minilm.encode(TEXTS, batch_size=2)
     assert "encode" in capsys.readouterr().err  # N > batch_size: a bar on stderr
-    minilm.encode(TEXTS, batch_size=2, show_progress=False)
+    minilm.encode(TEXTS, batch_size=2, progress=False)
     minilm.encode(TEXTS[:2], batch_size=64)
     assert capsys.readouterr().err == ""
     array = minilm.encode(TEXTS[:2], convert_to_numpy=True)

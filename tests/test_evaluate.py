@@ -16,7 +16,7 @@ class LookupEncoder:
         self.vectors = {text: torch.nn.functional.normalize(torch.tensor(v), dim=0)
                         for text, v in vectors.items()}
 
-    def encode(self, texts, batch_size=64, max_length=None, show_progress=None):
+    def encode(self, texts, batch_size=64, max_length=None, progress=None):
         return torch.stack([self.vectors[t] for t in texts])
 
 

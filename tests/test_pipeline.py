@@ -52,7 +52,7 @@ class BagOfWords:
     def __init__(self, texts):
         self.vocab = {w: i for i, w in enumerate(sorted({w for t in texts for w in t.lower().split()}))}
 
-    def encode(self, texts, batch_size=64, max_length=None, show_progress=False):
+    def encode(self, texts, batch_size=64, max_length=None, progress=False):
         out = torch.zeros(len(texts), len(self.vocab))
         for row, text in enumerate(texts):
             for word in text.lower().split():

@@ -129,7 +129,7 @@ class BiEncoder(nn.Module):
         texts: Sequence[str],
         batch_size: int = 64,
         max_length: int | None = None,
-        show_progress: bool | None = None,
+        progress: bool | None = None,
         device: str | torch.device | None = None,
         convert_to_numpy: bool = False,
     ) -> torch.Tensor | np.ndarray:
@@ -137,7 +137,7 @@ class BiEncoder(nn.Module):
 
         Texts are grouped by length so each batch pads to its own longest text only, then put
         back in the original order. ``device`` moves the model there first (it stays there).
-        The progress bar (stderr) shows when N > batch_size, unless ``show_progress=False``.
+        The progress bar (stderr) shows when N > batch_size, unless ``progress=False``.
         The result lives on the model's device, or is a NumPy array with ``convert_to_numpy``.
         """
         texts = check_texts(texts)
@@ -149,7 +149,7 @@ class BiEncoder(nn.Module):
         modes = {module: module.training for module in self.modules()}
         self.eval()
         N = len(texts)
-        show = N > batch_size if show_progress is None else bool(show_progress)
+        show = N > batch_size if progress is None else bool(progress)
 
         out = torch.empty(N, self.embedding_dim, dtype=self.encoder.dtype, device=self.device)
         # Tokenize a chunk of texts at a time (longest by characters first), so that the token

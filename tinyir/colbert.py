@@ -129,7 +129,7 @@ class ColBERT(torch.nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: list[str], is_query: bool, batch_size: int = 64,
-               show_progress: bool = False) -> tuple[Tensor, Tensor]:
+               progress: bool = False) -> tuple[Tensor, Tensor]:
         """Embed texts in batches: (N, L, D) token vectors and (N, L) bool mask, L = the longest
         text. Texts are grouped by length so a batch pads to its own longest text."""
         if not isinstance(texts, list) or not texts:
@@ -141,7 +141,7 @@ class ColBERT(torch.nn.Module):
         L = max(len(x) for x in ids)
         out = torch.zeros(len(texts), L, self.dim, device=self.device)
         mask = torch.zeros(len(texts), L, dtype=torch.bool, device=self.device)
-        for rows in length_batches([len(x) for x in ids], batch_size, progress=show_progress,
+        for rows in length_batches([len(x) for x in ids], batch_size, progress=progress,
                                    desc="encode tokens"):
             batch = {k: t.to(self.device) for k, t in self.tokenizer.pad([ids[i] for i in rows]).items()}
             emb, keep = self(batch, is_query)  # (b, T, D), (b, T)
@@ -157,10 +157,10 @@ class ColBERT(torch.nn.Module):
         return self.encode(texts, is_query=True, batch_size=batch_size)
 
     def encode_docs(self, texts: list[str], batch_size: int = 64,
-                    show_progress: bool = False) -> tuple[Tensor, Tensor]:
+                    progress: bool = False) -> tuple[Tensor, Tensor]:
         """(N, Ld, D), (N, Ld): see :meth:`encode`."""
         return self.encode(texts, is_query=False, batch_size=batch_size,
-                           show_progress=show_progress)
+                           progress=progress)
 
     def save_pretrained(self, folder) -> object:
         """Write encoder (config.json + model.safetensors), projection.safetensors, tokenizer.json

@@ -62,7 +62,7 @@ class DenseRetriever:
         self.progress = progress
         self.doc_embeddings = model.encode(
             doc_texts, batch_size=batch_size, max_length=max_length,
-            show_progress=progress, device=device,
+            progress=progress, device=device,
         )  # (N, D)
 
     def retrieve(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +70,7 @@ class DenseRetriever:
 
         q = self.model.encode(
             queries, batch_size=self.batch_size, max_length=self.max_length,
-            show_progress=self.progress, device=self.device,
+            progress=self.progress, device=self.device,
         )  # (Q, D)
         scores, indices = exact_search(q, self.doc_embeddings.to(q.device), k=k)
         return scores.cpu().numpy(), indices.cpu().numpy()
@@ -180,10 +180,10 @@ def dense_run(
     k = min(k, len(dataset.corpus))
     if doc_embeddings is None:
         doc_embeddings = model.encode(dataset.doc_texts(), batch_size=batch_size,
-                                      max_length=max_length, show_progress=progress)
+                                      max_length=max_length, progress=progress)
     query_ids = list(dataset.queries)
     queries = model.encode([dataset.queries[q] for q in query_ids], batch_size=batch_size,
-                           max_length=max_length, show_progress=progress)
+                           max_length=max_length, progress=progress)
     scores, indices = exact_search(queries, doc_embeddings.to(queries.device), k=k)
     return run_from_topk(query_ids, dataset.doc_ids, scores, indices)
 

@@ -101,7 +101,7 @@ class BM25System:
 class DenseSystem:
     """A bi-encoder and exact search by dot product (cosine: the embeddings are unit length).
 
-    model: anything with ``encode(texts, batch_size=, max_length=, show_progress=)`` returning
+    model: anything with ``encode(texts, batch_size=, max_length=, progress=)`` returning
     (N, C) rows (a :class:`tinyir.biencoder.BiEncoder`). doc_embeddings: (N, C), computed once
     (e.g. cached); when None they are encoded from ``doc_texts``. max_length: tokens per text.
     """
@@ -125,7 +125,7 @@ class DenseSystem:
     def _encode(self, texts: list[str]) -> torch.Tensor:
         return torch.as_tensor(self.model.encode(texts, batch_size=self.batch_size,
                                                  max_length=self.max_length,
-                                                 show_progress=False))
+                                                 progress=False))
 
     def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_queries(queries)

@@ -300,7 +300,7 @@ class CrossEncoder(nn.Module):
         pairs,
         docs: Sequence[str] | None = None,
         batch_size: int = 32,
-        show_progress: bool = False,
+        progress: bool = False,
     ) -> torch.Tensor:
         """Relevance scores of ``[(query, passage), ...]``, or of ``score(query, docs)``.
 
@@ -321,7 +321,7 @@ class CrossEncoder(nn.Module):
         self.eval()
         encodings = self._backend.encode_batch(list(zip(queries, passages, strict=True)))
         for rows in length_batches([len(e.ids) for e in encodings], batch_size,
-                                   progress=show_progress, desc="rerank"):
+                                   progress=progress, desc="rerank"):
             batch = _pad_pairs([encodings[i] for i in rows], self.tokenizer.pad_id)
             batch = {name: t.to(self.device) for name, t in batch.items()}
             out[torch.tensor(rows)] = self(batch).float().cpu()
