@@ -90,7 +90,7 @@ class NotebookRun:
         self.deadline = 0.0
         self.attempts = 0
         self._pending: Session | None = None  # a process started ahead by prestart()
-        self._spawned: list[int] = []
+        self._spawns = 0  # processes started, for their stdout/stderr file names
 
     # -- the process ---------------------------------------------------------------------------
 
@@ -115,8 +115,8 @@ class NotebookRun:
         """A student process that imports torch, then waits for its job (no student code yet)."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        n = len(self._spawned) + 1
-        self._spawned.append(n)
+        self._spawns += 1
+        n = self._spawns
         try:
             with open(self.scratch / f"stdout-{n}.txt", "wb") as out, \
                     open(self.scratch / f"stderr-{n}.txt", "wb") as err:
