@@ -459,15 +459,18 @@ def _grade_student(student: str, student_dir: Path, specs: list[NotebookSpec], l
     notes: list[str] = []
 
     def prepare(spec: NotebookSpec) -> NotebookResult | tuple[NotebookRun, Path]:
+        prepared = None
         try:
             prepared = prepare_notebook(student, student_dir, spec, limits, cancel, sandbox=box,
                                         package_dir=package_dirs[spec.name])
             if not isinstance(prepared, NotebookResult):
                 prepared[0].prestart()
             return prepared
-        except Cancelled:
-            raise
         except Exception as err:  # noqa: BLE001 - a grader failure costs this notebook only
+            if isinstance(prepared, tuple):  # the process did not start: its scratch goes too
+                shutil.rmtree(prepared[1], ignore_errors=True)
+            if isinstance(err, Cancelled):
+                raise
             return _grader_failure(student, spec, err)
 
     ahead: dict[int, NotebookResult | tuple[NotebookRun, Path]] = {}
