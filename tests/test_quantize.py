@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from tinyir.quantize import (
     binary_search_with_rescore,
-    bytes_per_vector,
     dequantize_int8,
     hamming_distances,
     hamming_search,
@@ -185,13 +184,6 @@ def test_matryoshka_truncate():
     assert torch.equal(matryoshka_truncate(x, 2, renormalize=False), x[:, :2])  # a plain slice
     with pytest.raises(ValueError, match="dim"):
         matryoshka_truncate(x, 4)
-
-
-def test_bytes_per_vector():
-    sizes = [bytes_per_vector(1024, p) for p in ("float32", "fp16", "int8", "ubinary")]
-    assert sizes == [4096, 2048, 1024, 128]
-    with pytest.raises(ValueError, match="precision"):
-        bytes_per_vector(1024, "int4")
 
 
 @pytest.mark.parametrize(

@@ -24,21 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tinyir.storage import bytes_per_vector as _storage_bytes_per_vector
 from tinyir.validate import check_same_device, check_tensor
 
 INT8_LEVELS = 255  # 256 buckets, 0..255, stored shifted to -128..127
 INT8_SHIFT = 128
 BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits order: first dimension -> high bit
-PRECISION_TO_DTYPE = {
-    "float32": "fp32",
-    "fp32": "fp32",
-    "fp16": "fp16",
-    "bf16": "bf16",
-    "int8": "int8",
-    "binary": "binary",
-    "ubinary": "binary",
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,19 +265,6 @@ def matryoshka_truncate(x: Tensor, dim: int, renormalize: bool = True) -> Tensor
         raise ValueError(f"dim: expected an int in [1, {x.shape[-1]}], got {dim!r}")
     truncated = x[..., :dim]
     return F.normalize(truncated, dim=-1) if renormalize else truncated
-
-
-def bytes_per_vector(dim: int, precision: str = "float32") -> int:
-    """Bytes per ``dim``-dimensional vector at ``precision``.
-
-    precision: "float32"/"fp32", "fp16", "bf16", "int8", "binary"/"ubinary".
-    1024 dims: 4096, 2048, 2048, 1024, 128 bytes.
-    """
-    if precision not in PRECISION_TO_DTYPE:
-        raise ValueError(
-            f"precision: expected one of {sorted(PRECISION_TO_DTYPE)}, got {precision!r}"
-        )
-    return _storage_bytes_per_vector(dim, PRECISION_TO_DTYPE[precision])
 
 
 # ----------------------------------------------------------------------------------------------
