@@ -18,15 +18,15 @@ from tinyir.validate import check_positive
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, *, progress: bool = False,
-                   desc: str = "encode", unit: str = "batch") -> Iterator[list[int]]:
+                   desc: str = "encode") -> Iterator[list[int]]:
     """Yield the row indices of ``lengths`` in batches of ``batch_size``, longest first.
 
     Each batch holds rows of similar length; scatter each batch's results back to its indices.
-    progress: a progress bar on stderr, one step (``unit``) per batch.
+    progress: a progress bar on stderr, one step per batch.
     """
     check_positive("batch_size", batch_size)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep order
-    with tqdm(total=-(-len(order) // batch_size), desc=desc, unit=unit, file=sys.stderr,
+    with tqdm(total=-(-len(order) // batch_size), desc=desc, unit="batch", file=sys.stderr,
               disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             yield order[start:start + batch_size]

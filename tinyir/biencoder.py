@@ -20,6 +20,8 @@ mode, the normalize flag and max_length, and the sentence-transformers module fi
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from tinyir.atomic import atomic_folder
 from tinyir.batching import length_batches
@@ -155,14 +158,16 @@ class BiEncoder(nn.Module):
         # Tokenize a chunk of texts at a time (longest by characters first), so that the token
         # lists of a huge corpus never sit in memory at once; batch each chunk by token count.
         chunk = batch_size * _BATCHES_PER_CHUNK
-        for rows in length_batches([len(t) for t in texts], chunk, progress=show,
-                                   unit=f"x{chunk} texts"):
-            ids = self.tokenizer.encode_ids([texts[i] for i in rows], max_length)
-            for picked in length_batches([len(x) for x in ids], batch_size):
-                batch = self.tokenizer.pad([ids[j] for j in picked])
-                batch = {name: t.to(self.device, non_blocking=True) for name, t in batch.items()}
-                target = torch.tensor([rows[j] for j in picked], device=self.device)
-                out[target] = self(batch)  # (b, C) written back to the original rows
+        with tqdm(total=math.ceil(N / batch_size), desc="encode", unit="batch", file=sys.stderr,
+                  disable=not show) as bar:  # one step per batch, across the chunks
+            for rows in length_batches([len(t) for t in texts], chunk):
+                ids = self.tokenizer.encode_ids([texts[i] for i in rows], max_length)
+                for picked in length_batches([len(x) for x in ids], batch_size):
+                    batch = self.tokenizer.pad([ids[j] for j in picked])
+                    batch = {name: t.to(self.device, non_blocking=True) for name, t in batch.items()}
+                    target = torch.tensor([rows[j] for j in picked], device=self.device)
+                    out[target] = self(batch)  # (b, C) written back to the original rows
+                    bar.update(1)
         for module, training in modes.items():  # put back train/eval exactly as they were
             module.train(training)
         return out.cpu().numpy() if convert_to_numpy else out
