@@ -44,7 +44,8 @@ def alternate(fn_a, fn_b, repeats: int) -> tuple[float, float]:
 
 
 def course_texts(n: int) -> tuple[list[str], list[str]]:
-    from tinyir.data import PYDOCS_DIR, load_beir
+    from tinyir.beir import load_beir
+    from tinyir.pydocs import PYDOCS_DIR
 
     ds = load_beir(PYDOCS_DIR, split="test")
     docs = ds.doc_texts()[:n]

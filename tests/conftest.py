@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from toy_retrieval import bm25, dense, ds  # noqa: F401  (fixtures of the toy retrieval tests)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -22,7 +22,6 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,24 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browser_harness import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
 
 from tinyir.course.quiz import LETTERS, ProgressStore, Quiz
 from tinyir.course.widgets import storage_report
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 WAIT_MS = 180_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason="needs Debian's chromium: apt-get install -y chromium"),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.timeout(600)]
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="needs Playwright's Python package (pip install playwright)")
 

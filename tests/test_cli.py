@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from tinyir.beir import write_beir
 from tinyir.cli import main
-from tinyir.data import write_beir
 
 CORPUS = {
     "numpy.cumsum": {"title": "numpy.cumsum", "text": "cumsum(a, axis=None) Running total of elements."},

@@ -80,7 +80,7 @@ def test_train_projection_lowers_the_loss_and_leaves_the_encoder_alone(tokenizer
     pairs = [("sum of elements", "cumsum sum elements"), ("open a file", "open file"),
              ("sort a list", "sorted list"), ("random number", "random integer"),
              ("join paths", "path join"), ("read bytes", "read binary bytes")]
-    losses = train_projection(model, pairs, epochs=40, lr=1e-2, batch_size=6, progress=False)
+    losses = train_projection(model, pairs, epochs=40, lr=1e-2, batch_size=6, progress=False).losses
     assert sum(losses[-5:]) / 5 < losses[0] - 0.2, (losses[0], losses[-5:])
     for name, p in model.encoder.named_parameters():
         assert torch.equal(p, before[name]), name

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
+from tinyir.beir import load_beir, write_beir
 from tinyir.course import models
-from tinyir.data import load_beir, write_beir
 from tinyir.testing import assert_close
 
 TOPICS = ["sum", "product", "sort", "mean", "median", "reshape", "transpose", "concatenate",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tinyir.beir import load_beir
 from tinyir.colbert import ColBERT
 from tinyir.course.rerankers import (
     COLBERT_RECIPE,
@@ -13,8 +14,8 @@ from tinyir.course.rerankers import (
     colbert_model,
     finetuned_cross_encoder,
 )
-from tinyir.data import PYDOCS_DIR, load_beir
 from tinyir.negatives import jaccard
+from tinyir.pydocs import PYDOCS_DIR
 from tinyir.rerank import CrossEncoder
 from tinyir.testing import assert_close
 

@@ -1,4 +1,5 @@
-"""tinyir.encoder: token outputs equal transformers.BertModel on all-MiniLM-L6-v2's weights."""
+"""tinyir.encoder and tinyir.mlm: token outputs equal transformers.BertModel on all-MiniLM-L6-v2's
+weights; the MLM head and loss equal BertForMaskedLM's."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ import os
 import pytest
 import torch
 
-from tinyir.encoder import (
-    Encoder,
-    EncoderConfig,
-    MaskedLM,
-    from_bert_name,
-    mask_tokens,
-    to_bert_name,
-)
+from tinyir.encoder import Encoder, EncoderConfig, from_bert_name, to_bert_name
+from tinyir.mlm import MaskedLM, mask_tokens
 from tinyir.pretrained import minilm_path
 from tinyir.testing import assert_close
 from tinyir.tokenizer import Tokenizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tinyir.data import BeirDataset
+from tinyir.beir import BeirDataset
 from tinyir.evaluate import dense_run, evaluate_model
 from tinyir.metrics import evaluate, per_query
 

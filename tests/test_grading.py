@@ -30,7 +30,8 @@ from tinyir.grading import (
 )
 from tinyir.grading.build import Exercise, cell_tags
 from tinyir.grading.checks import collect_checks, load_module
-from tinyir.grading.grader import Limits, NotebookSpec, grade_notebook, load_specs
+from tinyir.grading.grader import grade_notebook
+from tinyir.grading.specs import Limits, NotebookSpec, load_specs
 
 JOBS = 2
 TIMEOUT = 60  # seconds per notebook; a cell or check call may take a quarter of it

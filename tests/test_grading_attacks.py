@@ -36,8 +36,8 @@ import pytest
 
 from tinyir.grading import EXERCISES_DIR, SOLUTIONS_DIR, STATUSES, grade, read_exercises
 from tinyir.grading.build import cell_tags
-from tinyir.grading.grader import BUILTIN_TESTS_DIR
 from tinyir.grading.sandbox import INSTALL_HINT, bwrap_problem, choose_sandbox
+from tinyir.grading.specs import BUILTIN_TESTS_DIR
 
 pytestmark = pytest.mark.skipif(
     bwrap_problem() is not None,

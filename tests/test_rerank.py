@@ -9,7 +9,6 @@ from tinyir.encoder import Encoder, EncoderConfig
 from tinyir.pretrained import minilm_path
 from tinyir.rerank import (
     CrossEncoder,
-    RetrieveThenRerank,
     cross_encoder_loss,
     encode_pairs,
     train_cross_encoder,
@@ -216,27 +215,6 @@ def test_training_lowers_the_loss_on_a_toy_set(minilm_tokenizer):
     assert loss_now() < before - 0.3, (before, loss_now())
     with pytest.raises(ValueError, match="negative"):
         train_cross_encoder(model, [("q", "p", [])], progress=False)
-
-
-class _FixedRetriever:
-    def retrieve(self, queries, k):
-        import numpy as np
-
-        indices = np.tile(np.arange(k), (len(queries), 1))
-        return -indices.astype(np.float32), indices
-
-
-def test_retrieve_then_rerank_reorders_first_stage_and_times_stages(tiny_model):
-    pipeline = RetrieveThenRerank(_FixedRetriever(), tiny_model, DOCS, first_stage_k=100, top_k=3)
-    result = pipeline.search([QUERY, "join paths"])
-    assert result.first_stage_indices[0] == list(range(len(DOCS)))  # k clamps to the corpus
-    expected = [i for i, _ in tiny_model.rerank(QUERY, DOCS, top_k=3)]
-    assert result.indices[0] == expected
-    assert set(result.seconds) == {"retrieve", "rerank"} and result.seconds["rerank"] > 0
-    run = result.run(["q1", "q2"], [f"d{i}" for i in range(len(DOCS))])
-    assert list(run["q1"]) == [f"d{i}" for i in expected]
-    with pytest.raises(ValueError, match="top_k"):
-        RetrieveThenRerank(_FixedRetriever(), tiny_model, DOCS, first_stage_k=5, top_k=10)
 
 
 @pytest.mark.cuda

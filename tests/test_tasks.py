@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinyir.data import BeirDataset
+from tinyir.beir import BeirDataset
 from tinyir.tasks import (
     classification_accuracy,
     classification_correct,

@@ -1,8 +1,10 @@
-"""Training loop: batches without duplicates, the loss falls, evaluation runs per epoch,
+"""Training: the one scaffold (`fit`) equals a plain hand-written loop, saves a checkpoint per
+epoch; the bi-encoder's batches have no duplicates, its loss falls, evaluation runs per epoch,
 hard negatives and triplet/Matryoshka variants train, bad examples are named."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -11,7 +13,14 @@ import torch
 from tinyir.biencoder import BiEncoder
 from tinyir.encoder import Encoder, EncoderConfig
 from tinyir.tokenizer import Tokenizer
-from tinyir.train import TrainConfig, make_batches, train_biencoder
+from tinyir.train import (
+    TrainConfig,
+    epochs_of,
+    fit,
+    make_batches,
+    train_biencoder,
+    warmup_linear_schedule,
+)
 
 TOPICS = ["sum", "product", "sort", "mean", "median", "reshape", "transpose", "concatenate",
           "split", "stack", "clip", "round", "sqrt", "exp", "log", "sin"]
@@ -100,3 +109,93 @@ def test_a_lone_pair_is_not_a_batch():
     history = train_biencoder(tiny_model(), pairs, TrainConfig(epochs=1, batch_size=8),
                               progress=False)
     assert len(history.losses) == 1 and history.losses[0] > 0
+
+
+# -- the scaffold ------------------------------------------------------------------------------
+
+
+def _regression(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(40, 5, generator=g), torch.randn(40, 1, generator=g)
+    torch.manual_seed(seed)
+    return torch.nn.Linear(5, 1), x, y
+
+
+def test_fit_is_the_plain_loop():
+    """Same seed, same batches: fit's weights equal a hand-written AdamW loop's, bit for bit
+    (one code path), with warm-up, decay and clipping."""
+    epochs = epochs_of(40, epochs=3, batch_size=8, seed=1)
+    model, x, y = _regression()
+    history = fit(model, epochs, lambda rows: ((model(x[rows]) - y[rows]) ** 2).mean(), lr=0.05,
+                  warmup_ratio=0.2, weight_decay=0.01, grad_clip=0.5, progress=False)
+
+    ref, x, y = _regression()
+    optimizer = torch.optim.AdamW(ref.parameters(), lr=0.05, weight_decay=0.01)
+    total, warmup = 15, 3
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else (total - s) / (total - warmup))
+    losses = []
+    for batches in epochs:
+        for rows in batches:
+            loss = ((ref(x[rows]) - y[rows]) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+    assert history.losses == losses
+    assert torch.equal(model.weight, ref.weight) and torch.equal(model.bias, ref.bias)
+    assert not model.training
+
+
+def test_constant_schedule():
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    schedule = warmup_linear_schedule(optimizer, total_steps=10, warmup_ratio=0.0, decay=False)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == [1.0] * 10
+
+
+def test_epochs_of_covers_each_item_once_per_epoch_and_stops_at_max_steps():
+    epochs = epochs_of(10, epochs=3, batch_size=4, seed=0)
+    assert [len(b) for b in epochs] == [3, 3, 3]
+    for batches in epochs:
+        assert sorted(i for batch in batches for i in batch) == list(range(10))
+    assert epochs != [epochs[0]] * 3  # shuffled again each epoch
+    assert epochs_of(10, 3, 4, seed=0) == epochs  # and deterministic
+    cut = epochs_of(10, epochs=3, batch_size=4, seed=0, max_steps=4)
+    assert cut == [epochs[0], epochs[1][:1]]
+
+
+def test_fit_evaluates_and_saves_each_epoch(tmp_path):
+    model = tiny_model()
+    seen = []
+
+    def eval_fn(m):
+        assert not m.training and not torch.is_grad_enabled()
+        seen.append(len(history_files()))
+        return {"norm": float(m.encode(["how do i sum an array"], progress=False).norm())}
+
+    def history_files():
+        return sorted(tmp_path.glob("ckpt/training.json"))
+
+    history = train_biencoder(model, toy_pairs(), TrainConfig(epochs=2, batch_size=8),
+                              eval_fn=eval_fn, save_to=tmp_path / "ckpt", progress=False)
+    assert [e["epoch"] for e in history.evals] == [0, 1, 2]
+    assert seen == [0, 0, 1]  # epoch 1 is evaluated before its checkpoint is written
+    saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())
+    assert saved["losses"] == history.losses and len(saved["evals"]) == 3
+    loaded = BiEncoder.from_pretrained(tmp_path / "ckpt")
+    texts = [q for q, _ in toy_pairs()]
+    assert torch.equal(loaded.encode(texts, progress=False), model.encode(texts, progress=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left
+
+
+def test_fit_rejects_a_bad_learning_rate():
+    model, x, y = _regression()
+    with pytest.raises(ValueError, match="lr"):
+        fit(model, [[[0, 1]]], lambda rows: model(x[rows]).sum(), lr=0.0)

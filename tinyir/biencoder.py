@@ -37,6 +37,7 @@ from tinyir.encoder import Encoder
 from tinyir.pooling import POOLING_MODES, l2_normalize, pool
 from tinyir.pretrained import minilm_path
 from tinyir.tokenizer import Tokenizer, check_texts
+from tinyir.validate import check_choice, check_int_range, check_type
 
 TINYIR_CONFIG = "tinyir.json"
 
@@ -65,12 +66,9 @@ class BiEncoder(nn.Module):
         max_length: int = 256,
     ):
         super().__init__()
-        if not isinstance(encoder, Encoder):
-            raise TypeError(f"encoder: expected a tinyir Encoder, got {type(encoder).__name__}")
-        if not isinstance(tokenizer, Tokenizer):
-            raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
-        if pooling not in POOLING_MODES:
-            raise ValueError(f"pooling: expected one of {POOLING_MODES}, got {pooling!r}")
+        check_type("encoder", encoder, Encoder, "a tinyir Encoder")
+        check_type("tokenizer", tokenizer, Tokenizer, "a tinyir Tokenizer")
+        check_choice("pooling", pooling, POOLING_MODES)
         if tokenizer.vocab_size > encoder.config.vocab_size:
             raise ValueError(
                 f"tokenizer: has {tokenizer.vocab_size} ids but the encoder's vocab_size is "
@@ -83,14 +81,8 @@ class BiEncoder(nn.Module):
         self.max_length = self._check_max_length(max_length)
 
     def _check_max_length(self, max_length: Any) -> int:
-        limit = self.encoder.config.max_position
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or not (
-            2 <= max_length <= limit
-        ):
-            raise ValueError(
-                f"max_length: expected an int in [2, {limit}] (the encoder's max_position), "
-                f"got {max_length!r}"
-            )
+        check_int_range("max_length", max_length, 2, self.encoder.config.max_position,
+                        " (the encoder's max_position)")
         return max_length
 
     @property

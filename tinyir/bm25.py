@@ -29,6 +29,8 @@ import scipy.sparse as sp
 import Stemmer  # PyStemmer: Snowball stemmers compiled from C
 from tqdm.auto import tqdm
 
+from tinyir.validate import check_type
+
 # The English stopword list of bm25s (bm25s/stopwords.py: STOPWORDS_EN), which is Lucene's /
 # Elasticsearch's default English list.
 ENGLISH_STOPWORDS = frozenset(
@@ -65,8 +67,7 @@ def tokenize(
     Same steps, in the same order, as ``bm25s.tokenize(..., stemmer=Stemmer.Stemmer("english"))``:
     stopwords are removed BEFORE stemming.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    check_type("text", text, str, "a str")
     if stopwords == "en":
         stopword_set: frozenset[str] = ENGLISH_STOPWORDS
     elif stopwords is None:

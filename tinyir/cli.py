@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
-    from tinyir.data import PYDOCS_DIR, build_pydocs
+    from tinyir.pydocs import PYDOCS_DIR, build_pydocs
 
     manifest = build_pydocs(args.out or PYDOCS_DIR, force=args.force, progress=not args.quiet)
     print(json.dumps({"name": manifest["name"], "counts": manifest["counts"]}))

@@ -7,12 +7,16 @@ Queries and documents are encoded to one normalized vector per token and scored 
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from tinyir.batching import length_batches
 from tinyir.maxsim import max_sim_matrix
+from tinyir.train import TrainHistory, epochs_of, fit
+from tinyir.validate import check_positive, check_type
 
 COLBERT_CONFIG_FILE = "tinyir_colbert.json"
 PROJECTION_FILE = "projection.safetensors"
@@ -42,10 +46,8 @@ class ColBERT(torch.nn.Module):
         from tinyir.encoder import Encoder
         from tinyir.tokenizer import Tokenizer
 
-        if not isinstance(encoder, Encoder):
-            raise TypeError(f"encoder: expected a tinyir Encoder, got {type(encoder).__name__}")
-        if not isinstance(tokenizer, Tokenizer):
-            raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
+        check_type("encoder", encoder, Encoder, "a tinyir Encoder")
+        check_type("tokenizer", tokenizer, Tokenizer, "a tinyir Tokenizer")
         C = encoder.config.hidden_size
         if dim is not None and (not isinstance(dim, int) or dim < 1):
             raise ValueError(f"dim: expected a positive int or None, got {dim!r}")
@@ -222,69 +224,51 @@ def train_projection(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
-) -> list[float]:
+) -> TrainHistory:
     """Train only ``model.projection`` (the encoder stays frozen) with in-batch MaxSim InfoNCE.
 
     The encoder runs once over every query and passage (no gradients); each step then projects a
     batch of B queries and B passages and takes cross-entropy over the (B, B) MaxSim matrix with
     the diagonal as labels (raw MaxSim scores as logits, as ColBERT trains). Cheap: an epoch costs
-    a few small matmuls, not a transformer pass. Returns the loss of every step.
+    a few small matmuls, not a transformer pass. Adam at a constant ``lr`` (:func:`tinyir.train.fit`
+    without warm-up, decay, weight decay or clipping). Returns the history (the loss of every step).
     """
-    import random
-    import sys
-
-    from tqdm.auto import tqdm
-
     if model.projection is None:
         raise ValueError("model: has no projection to train (dim=None)")
     if len(pairs) < 2:
         raise ValueError(f"pairs: expected at least 2 (query, passage) pairs, got {len(pairs)}")
-    queries, docs = [q for q, _ in pairs], [d for _, d in pairs]
-    with torch.inference_mode():  # the frozen encoder's output, once
-        cache = {}
-        for name, texts, is_query in (("q", queries, True), ("d", docs, False)):
-            states, masks, ids_all = [], [], []
-            for start in tqdm(range(0, len(texts), 64), desc=f"encode {name}", unit="batch",
-                              file=sys.stderr, disable=not progress):
-                batch = model.tokenize(texts[start:start + 64], is_query)
-                hidden = model.encoder(batch["input_ids"], batch["attention_mask"])  # (b, T, C)
-                for row in range(hidden.shape[0]):
-                    states.append(hidden[row].clone())
-                    masks.append(batch["attention_mask"][row].clone())
-                    ids_all.append(batch["input_ids"][row].clone())
-            cache[name] = (states, masks, ids_all)
+    check_positive("batch_size", batch_size)
+    queries = _frozen_states(model, [q for q, _ in pairs], is_query=True, progress=progress)
+    docs = _frozen_states(model, [d for _, d in pairs], is_query=False, progress=progress)
 
-    def stack(name: str, rows: list[int]) -> tuple[Tensor, Tensor, Tensor]:
-        states, masks, ids_all = cache[name]
-        T = max(int(masks[i].sum()) for i in rows)
-        return (torch.stack([states[i][:T] for i in rows]),
-                torch.stack([masks[i][:T] for i in rows]), torch.stack([ids_all[i][:T] for i in rows]))
+    def step_loss(rows: list[int]) -> Tensor:
+        q, q_keep = model.token_embeddings(*_stack(queries, rows), is_query=True)  # (B, Lq, D)
+        d, d_keep = model.token_embeddings(*_stack(docs, rows), is_query=False)  # (B, Ld, D)
+        scores = max_sim_matrix(q, q_keep, d, d_keep)  # (B, B)
+        return torch.nn.functional.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
 
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    optimizer = torch.optim.Adam(model.projection.parameters(), lr=lr)
-    losses = []
-    order = list(range(len(pairs)))
-    steps = epochs * math.ceil(len(pairs) / batch_size)
-    bar = tqdm(total=steps, desc="train projection", unit="step", file=sys.stderr,
-               disable=not progress)
-    for _ in range(epochs):
-        rng.shuffle(order)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            if len(rows) < 2:
-                continue
-            hq, mq, iq = stack("q", rows)
-            hd, md, id_ = stack("d", rows)
-            q, q_keep = model.token_embeddings(hq, iq, mq, is_query=True)  # (B, Lq, D)
-            d, d_keep = model.token_embeddings(hd, id_, md, is_query=False)  # (B, Ld, D)
-            scores = max_sim_matrix(q, q_keep, d, d_keep)  # (B, B)
-            loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.update(1)
-    bar.close()
-    model.eval()
-    return losses
+    epochs_ = [[rows for rows in batches if len(rows) >= 2]  # a lone pair has no negative
+               for batches in epochs_of(len(pairs), epochs, batch_size, seed)]
+    return fit(model, epochs_, step_loss, lr=lr, params=model.projection.parameters(),
+               warmup_ratio=0.0, decay=False, weight_decay=0.0, grad_clip=None, seed=seed,
+               progress=progress, desc="train projection")
+
+
+def _frozen_states(model: ColBERT, texts: list[str], is_query: bool,
+                   progress: bool) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Each text's encoder output, input ids and attention mask, unpadded: (T, C), (T,), (T,)."""
+    rows = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(texts), 64), desc="encode " + ("q" if is_query else "d"),
+                          unit="batch", file=sys.stderr, disable=not progress):
+            batch = model.tokenize(texts[start:start + 64], is_query)
+            hidden = model.encoder(batch["input_ids"], batch["attention_mask"])  # (b, T, C)
+            for row, mask in enumerate(batch["attention_mask"]):
+                rows.append((hidden[row].clone(), batch["input_ids"][row].clone(), mask.clone()))
+    return rows
+
+
+def _stack(rows: list[tuple[Tensor, Tensor, Tensor]], pick: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """The picked rows padded to their longest: hidden (B, T, C), input ids (B, T), mask (B, T)."""
+    T = max(int(rows[i][2].sum()) for i in pick)
+    return tuple(torch.stack([rows[i][part][:T] for i in pick]) for part in range(3))

@@ -1,7 +1,7 @@
 """An encoder-only transformer (the BERT family) in one file, small enough to read in one sitting.
 
-Token ids go in, one contextual vector per token comes out. The classes appear in the order a
-reader needs them:
+Token ids go in, one contextual vector per token comes out (pre-training it with masked-language
+modelling is ``tinyir.mlm``). The classes appear in the order a reader needs them:
 
     EncoderConfig   the hyperparameters, with a tiny() preset that trains on a 2-core CPU
     Embeddings      word + position + token-type embeddings, then LayerNorm and dropout
@@ -9,9 +9,6 @@ reader needs them:
     FeedForward     Linear -> exact (erf) GELU -> Linear
     Block           attention and feed-forward, each in a post-LN residual: LN(x + f(x))
     Encoder         embeddings + a stack of blocks; loads/saves BERT safetensors
-    MLMHead         dense -> GELU -> LayerNorm -> vocabulary logits, tied to the word embeddings
-    MaskedLM        Encoder + MLMHead with the masked-language-model loss
-    mask_tokens     BERT's 80/10/10 masking rule for MLM pre-training
 
 Shapes in comments use B = batch size, T = sequence length (tokens), C = hidden size,
 nh = number of heads, hs = head size = C // nh, V = vocabulary size.
@@ -41,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tinyir.atomic import atomic_file, write_atomic
+from tinyir.validate import check_type
 
 # -----------------------------------------------------------------------------------------------
 # Config
@@ -94,8 +92,7 @@ class EncoderConfig:
     @classmethod
     def from_hf_config(cls, config: dict[str, Any]) -> EncoderConfig:
         """Read a BERT ``config.json`` (as a dict), e.g. all-MiniLM-L6-v2's."""
-        if not isinstance(config, dict):
-            raise TypeError(f"config: expected a dict from config.json, got {type(config).__name__}")
+        check_type("config", config, dict, "a dict from config.json")
         activation = config.get("hidden_act", "gelu")
         if activation != "gelu":
             raise ValueError(f"config['hidden_act']: expected 'gelu' (exact, erf), got {activation!r}")
@@ -248,63 +245,6 @@ class Block(nn.Module):
         return x, weights
 
 
-# BERT checkpoint names <-> ours. Embeddings keep BERT's names except LayerNorm -> layer_norm.
-_BERT_NAMES = (  # (our regex, BERT's replacement)
-    (r"^embeddings\.layer_norm\.", r"embeddings.LayerNorm."),
-    (r"^layers\.(\d+)\.attention\.(query|key|value)\.", r"encoder.layer.\1.attention.self.\2."),
-    (r"^layers\.(\d+)\.attention\.out\.", r"encoder.layer.\1.attention.output.dense."),
-    (r"^layers\.(\d+)\.ln_attention\.", r"encoder.layer.\1.attention.output.LayerNorm."),
-    (r"^layers\.(\d+)\.ffn\.up\.", r"encoder.layer.\1.intermediate.dense."),
-    (r"^layers\.(\d+)\.ffn\.down\.", r"encoder.layer.\1.output.dense."),
-    (r"^layers\.(\d+)\.ln_ffn\.", r"encoder.layer.\1.output.LayerNorm."),
-)
-_FROM_BERT = (  # (BERT's regex, our replacement): the same table read backwards
-    (r"^embeddings\.LayerNorm\.", r"embeddings.layer_norm."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", r"layers.\1.attention.\2."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attention.out."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.ln_attention."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.ffn.up."),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.ffn.down."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.ln_ffn."),
-)
-# Weights a BERT checkpoint may hold that this encoder does not use: the NSP pooler, the old
-# position_ids buffer, the pre-training heads.
-_IGNORED_BERT_PREFIXES = ("pooler.", "embeddings.position_ids", "cls.")
-
-
-def to_bert_name(name: str) -> str:
-    """``layers.0.attention.query.weight`` -> ``encoder.layer.0.attention.self.query.weight``."""
-    for pattern, replacement in _BERT_NAMES:
-        new_name, count = re.subn(pattern, replacement, name)
-        if count:
-            return new_name
-    return name
-
-
-def from_bert_name(name: str) -> str:
-    """The inverse of :func:`to_bert_name`; also drops a leading ``bert.``."""
-    name = name.removeprefix("bert.")
-    for pattern, replacement in _FROM_BERT:
-        new_name, count = re.subn(pattern, replacement, name)
-        if count:
-            return new_name
-    return name
-
-
-def _read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"folder: expected {path} (a BERT config.json), it does not exist")
-    return json.loads(path.read_text())
-
-
-def _read_weights(folder: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"folder: expected {path} (safetensors weights), it does not exist")
-    return load_file(str(path), device=str(device))
-
-
 class Encoder(nn.Module):
     """The BERT-style encoder: ``forward(input_ids (B, T), attention_mask (B, T)) -> (B, T, C)``.
 
@@ -313,13 +253,12 @@ class Encoder(nn.Module):
 
     def __init__(self, config: EncoderConfig, use_sdpa: bool = True):
         super().__init__()
-        if not isinstance(config, EncoderConfig):
-            raise TypeError(f"config: expected an EncoderConfig, got {type(config).__name__}")
+        check_type("config", config, EncoderConfig, "an EncoderConfig")
         self.config = config
         self.use_sdpa = use_sdpa
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
-        self.apply(_init_bert_weights)
+        self.apply(init_bert_weights)
 
     @property
     def device(self) -> torch.device:
@@ -329,59 +268,6 @@ class Encoder(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embeddings.word_embeddings.weight.dtype
 
-    def _check_inputs(
-        self, input_ids: Any, attention_mask: Any, token_type_ids: Any
-    ) -> None:
-        if not isinstance(input_ids, torch.Tensor):
-            raise TypeError(f"input_ids: expected a torch.Tensor, got {type(input_ids).__name__}")
-        if input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids: expected a 2-D (B, T) tensor, got shape {tuple(input_ids.shape)}"
-            )
-        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or (
-            input_ids.dtype == torch.bool
-        ):
-            raise TypeError(f"input_ids: expected an integer tensor, got dtype {input_ids.dtype}")
-        B, T = input_ids.shape
-        if B == 0 or T == 0:
-            raise ValueError(f"input_ids: expected B >= 1 and T >= 1, got shape {(B, T)}")
-        if T > self.config.max_position:
-            raise ValueError(
-                f"input_ids: sequence length {T} exceeds max_position={self.config.max_position}; "
-                f"truncate with the tokenizer's max_length"
-            )
-        if input_ids.device != self.device:
-            raise ValueError(
-                f"input_ids: on {input_ids.device} but the model is on {self.device}; "
-                f"move it with input_ids.to(model.device)"
-            )
-        # The id range is checked where it costs no device sync (on the CPU, where the ids come
-        # from the tokenizer); on a GPU, reading min/max back would stall every forward pass.
-        if input_ids.device.type == "cpu":
-            low, high = torch.aminmax(input_ids)
-            if int(low) < 0 or int(high) >= self.config.vocab_size:
-                raise ValueError(
-                    f"input_ids: expected ids in [0, {self.config.vocab_size}), "
-                    f"got min {int(low)} and max {int(high)}"
-                )
-        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if tensor is None:
-                continue
-            if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
-            if tensor.shape != input_ids.shape:
-                raise ValueError(
-                    f"{name}: expected the shape of input_ids {tuple(input_ids.shape)}, "
-                    f"got {tuple(tensor.shape)}"
-                )
-            if tensor.device != self.device:
-                raise ValueError(
-                    f"{name}: on {tensor.device} but the model is on {self.device}; "
-                    f"move it with {name}.to(model.device)"
-                )
-            if tensor.dtype.is_floating_point or tensor.dtype.is_complex:
-                raise TypeError(f"{name}: expected an integer or bool tensor, got {tensor.dtype}")
-
     def attention_bias(self, attention_mask: torch.Tensor | None, T: int) -> torch.Tensor | None:
         """The additive mask every layer adds to its (B, nh, T, T) scores.
 
@@ -390,7 +276,10 @@ class Encoder(nn.Module):
         causal; None when nothing is masked, which lets SDPA take its fastest kernel.
         """
         allowed = None  # bool, True = attend
-        if attention_mask is not None and not bool(attention_mask.all()):
+        # Skipping an all-ones mask is checked on the CPU only: on a GPU, reading the answer
+        # back would stall every forward pass.
+        if attention_mask is not None and (attention_mask.device.type != "cpu"
+                                           or not bool(attention_mask.all())):
             allowed = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
         if self.config.causal:
             causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()  # (T, T)
@@ -415,7 +304,7 @@ class Encoder(nn.Module):
         explicit path) also a list with each layer's attention weights, (B, nh, T, T).
         Rows at padded positions hold numbers too; pooling ignores them.
         """
-        self._check_inputs(input_ids, attention_mask, token_type_ids)
+        _check_inputs(self, input_ids, attention_mask, token_type_ids)
         use_sdpa = self.use_sdpa if use_sdpa is None else use_sdpa
         mask = self.attention_bias(attention_mask, input_ids.shape[1])
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
@@ -466,12 +355,12 @@ class Encoder(nn.Module):
     ) -> Encoder:
         """Load ``config.json`` + ``model.safetensors`` (BERT names) from ``folder``, in eval mode."""
         folder = Path(folder)
-        config = EncoderConfig.from_hf_config(_read_config(folder))
+        config = EncoderConfig.from_hf_config(read_config(folder))
         device = torch.device(device) if device is not None else torch.device("cpu")
         with torch.device("meta"):  # no time spent on random init that we overwrite anyway
             model = cls(config, use_sdpa=use_sdpa)
         model = model.to_empty(device=device)
-        model.load_bert_state_dict(_read_weights(folder, device), source=str(folder))
+        model.load_bert_state_dict(read_weights(folder, device), source=str(folder))
         return model.eval()
 
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -489,7 +378,119 @@ class Encoder(nn.Module):
         return folder
 
 
-def _init_bert_weights(module: nn.Module) -> None:
+# -----------------------------------------------------------------------------------------------
+# Argument checks and checkpoint names (below the model, out of its reading path)
+
+
+def _check_inputs(
+    model: Encoder, input_ids: Any, attention_mask: Any, token_type_ids: Any
+) -> None:
+    """The forward pass's argument checks (shapes, dtypes, device, id range on the CPU)."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids: expected a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids: expected a 2-D (B, T) tensor, got shape {tuple(input_ids.shape)}"
+        )
+    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or (
+        input_ids.dtype == torch.bool
+    ):
+        raise TypeError(f"input_ids: expected an integer tensor, got dtype {input_ids.dtype}")
+    B, T = input_ids.shape
+    if B == 0 or T == 0:
+        raise ValueError(f"input_ids: expected B >= 1 and T >= 1, got shape {(B, T)}")
+    if T > model.config.max_position:
+        raise ValueError(
+            f"input_ids: sequence length {T} exceeds max_position={model.config.max_position}; "
+            f"truncate with the tokenizer's max_length"
+        )
+    if input_ids.device != model.device:
+        raise ValueError(
+            f"input_ids: on {input_ids.device} but the model is on {model.device}; "
+            f"move it with input_ids.to(model.device)"
+        )
+    # The id range is checked where it costs no device sync (on the CPU, where the ids come
+    # from the tokenizer); on a GPU, reading min/max back would stall every forward pass.
+    if input_ids.device.type == "cpu":
+        low, high = torch.aminmax(input_ids)
+        if int(low) < 0 or int(high) >= model.config.vocab_size:
+            raise ValueError(
+                f"input_ids: expected ids in [0, {model.config.vocab_size}), "
+                f"got min {int(low)} and max {int(high)}"
+            )
+    for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        if tensor is None:
+            continue
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+        if tensor.shape != input_ids.shape:
+            raise ValueError(
+                f"{name}: expected the shape of input_ids {tuple(input_ids.shape)}, "
+                f"got {tuple(tensor.shape)}"
+            )
+        if tensor.device != model.device:
+            raise ValueError(
+                f"{name}: on {tensor.device} but the model is on {model.device}; "
+                f"move it with {name}.to(model.device)"
+            )
+        if tensor.dtype.is_floating_point or tensor.dtype.is_complex:
+            raise TypeError(f"{name}: expected an integer or bool tensor, got {tensor.dtype}")
+
+
+# BERT checkpoint names <-> ours, one table read both ways ({i} is the layer number).
+# Embeddings keep BERT's names except LayerNorm -> layer_norm.
+_BERT_NAMES = (  # (our prefix, BERT's prefix)
+    ("embeddings.layer_norm.", "embeddings.LayerNorm."),
+    ("layers.{i}.attention.query.", "encoder.layer.{i}.attention.self.query."),
+    ("layers.{i}.attention.key.", "encoder.layer.{i}.attention.self.key."),
+    ("layers.{i}.attention.value.", "encoder.layer.{i}.attention.self.value."),
+    ("layers.{i}.attention.out.", "encoder.layer.{i}.attention.output.dense."),
+    ("layers.{i}.ln_attention.", "encoder.layer.{i}.attention.output.LayerNorm."),
+    ("layers.{i}.ffn.up.", "encoder.layer.{i}.intermediate.dense."),
+    ("layers.{i}.ffn.down.", "encoder.layer.{i}.output.dense."),
+    ("layers.{i}.ln_ffn.", "encoder.layer.{i}.output.LayerNorm."),
+)
+# Weights a BERT checkpoint may hold that this encoder does not use: the NSP pooler, the old
+# position_ids buffer, the pre-training heads.
+_IGNORED_BERT_PREFIXES = ("pooler.", "embeddings.position_ids", "cls.")
+
+
+def to_bert_name(name: str) -> str:
+    """``layers.0.attention.query.weight`` -> ``encoder.layer.0.attention.self.query.weight``."""
+    return _rename(name, _BERT_NAMES)
+
+
+def from_bert_name(name: str) -> str:
+    """The inverse of :func:`to_bert_name`; also drops a leading ``bert.``."""
+    return _rename(name.removeprefix("bert."), [(bert, ours) for ours, bert in _BERT_NAMES])
+
+
+def _rename(name: str, table) -> str:
+    """Replace the first matching prefix of ``table`` ((from, to) pairs); else keep ``name``."""
+    for source, target in table:
+        match = re.match(re.escape(source).replace(r"\{i\}", r"(\d+)"), name)
+        if match:
+            return target.replace("{i}", "".join(match.groups())) + name[match.end():]
+    return name
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """``folder``'s Hugging Face config.json, as a dict."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"folder: expected {path} (a BERT config.json), it does not exist")
+    return json.loads(path.read_text())
+
+
+def read_weights(folder: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """``folder``'s model.safetensors, by checkpoint name, on ``device`` (no pickles)."""
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"folder: expected {path} (safetensors weights), it does not exist")
+    return load_file(str(path), device=str(device))
+
+
+def init_bert_weights(module: nn.Module) -> None:
     """BERT's initialisation: N(0, 0.02) for weights, zero biases, LayerNorm = identity."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=0.02)
@@ -505,163 +506,17 @@ def _init_bert_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-# -----------------------------------------------------------------------------------------------
-# Masked-language-model pre-training
-
-
-class MLMHead(nn.Module):
-    """Hidden states -> vocabulary logits: dense -> GELU -> LayerNorm -> decoder.
-
-    The decoder's weight *is* the word-embedding matrix (tied): predicting a token reuses the
-    vector that represents it at the input. Only the bias (V,) is new.
-    """
-
-    def __init__(self, config: EncoderConfig, word_embeddings: nn.Embedding):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        _init_bert_weights(self.dense)
-        nn.init.zeros_(self.decoder.bias)
-        self.decoder.weight = word_embeddings.weight  # tied: the very same Parameter object
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = self.layer_norm(F.gelu(self.dense(hidden)))  # (B, T, C)
-        return self.decoder(x)  # (B, T, V)
-
-
-class MaskedLM(nn.Module):
-    """Encoder + MLMHead. ``forward(input_ids, attention_mask, labels) -> (logits, loss)``.
-
-    ``labels`` holds the original id at masked positions and -100 elsewhere (see
-    :func:`mask_tokens`); the loss is the cross-entropy over the masked positions only.
-    """
-
-    def __init__(self, config: EncoderConfig, use_sdpa: bool = True):
-        super().__init__()
-        self.encoder = Encoder(config, use_sdpa=use_sdpa)
-        self.head = MLMHead(config, self.encoder.embeddings.word_embeddings)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hidden = self.encoder(input_ids, attention_mask)  # (B, T, C)
-        logits = self.head(hidden)  # (B, T, V)
-        if labels is None:
-            return logits, None
-        if labels.shape != input_ids.shape:
-            raise ValueError(
-                f"labels: expected the shape of input_ids {tuple(input_ids.shape)}, "
-                f"got {tuple(labels.shape)}"
-            )
-        # A batch with no masked position gives NaN (0 / 0), as in Hugging Face.
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        return logits, loss
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Save as ``BertForMaskedLM`` does: ``bert.``-prefixed encoder + ``cls.predictions.*``.
-
-        The decoder weight is not stored (it is the word-embedding matrix); loaders re-tie it.
-        """
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        weights = {f"bert.{n}": t for n, t in self.encoder.bert_state_dict().items()}
-        weights["cls.predictions.transform.dense.weight"] = self.head.dense.weight
-        weights["cls.predictions.transform.dense.bias"] = self.head.dense.bias
-        weights["cls.predictions.transform.LayerNorm.weight"] = self.head.layer_norm.weight
-        weights["cls.predictions.transform.LayerNorm.bias"] = self.head.layer_norm.bias
-        weights["cls.predictions.bias"] = self.head.decoder.bias
-        weights = {n: t.detach().contiguous().cpu() for n, t in weights.items()}
-        with atomic_file(folder / "model.safetensors") as tmp:
-            save_file(weights, str(tmp), {"format": "pt"})
-        config = self.encoder.config.to_hf_config() | {"architectures": ["BertForMaskedLM"]}
-        write_atomic(folder / "config.json", json.dumps(config, indent=2) + "\n")
-        return folder
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device | None = None) -> MaskedLM:
-        """Load a folder written by :meth:`save_pretrained` (or by ``BertForMaskedLM``).
-
-        A plain encoder folder (no ``cls.predictions.*``) loads too, with a freshly initialised
-        head; use :meth:`Encoder.from_pretrained` on an MLM folder to keep just the encoder.
-        """
-        folder = Path(folder)
-        config = EncoderConfig.from_hf_config(_read_config(folder))
-        model = cls(config).to(device or "cpu")
-        weights = _read_weights(folder, model.encoder.device)
-        model.encoder.load_bert_state_dict(weights, source=str(folder))
-        head = {
-            "cls.predictions.transform.dense.weight": model.head.dense.weight,
-            "cls.predictions.transform.dense.bias": model.head.dense.bias,
-            "cls.predictions.transform.LayerNorm.weight": model.head.layer_norm.weight,
-            "cls.predictions.transform.LayerNorm.bias": model.head.layer_norm.bias,
-            "cls.predictions.bias": model.head.decoder.bias,
-        }
-        with torch.no_grad():
-            for name, parameter in head.items():
-                if name in weights:
-                    parameter.copy_(weights[name])
-        return model.eval()
-
-
-def mask_tokens(
-    input_ids: torch.Tensor,
-    tokenizer: Any,
-    prob: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's masking rule. Returns (masked input_ids, labels), both (B, T) long.
-
-    Each non-special token is chosen with probability ``prob``. Of the chosen ones 80% become
-    ``[MASK]``, 10% a random token and 10% stay as they are; ``labels`` holds the original id at
-    chosen positions and -100 (ignored by the loss) everywhere else. Special tokens ([PAD],
-    [CLS], [SEP], [MASK]) are never chosen. ``tokenizer`` is a :class:`tinyir.tokenizer.Tokenizer`
-    (anything with ``pad_id``, ``cls_id``, ``sep_id``, ``mask_id`` and ``vocab_size``).
-    ``input_ids`` is not modified.
-    """
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids)
-        raise ValueError(f"input_ids: expected a 2-D (B, T) tensor, got {shape}")
-    if not 0.0 < prob < 1.0:
-        raise ValueError(f"prob: expected a float in (0, 1), got {prob!r}")
-    for attribute in ("pad_id", "cls_id", "sep_id", "mask_id", "vocab_size"):
-        if not hasattr(tokenizer, attribute):
-            raise TypeError(f"tokenizer: expected an object with .{attribute} (a Tokenizer)")
-
-    def uniform(shape: torch.Size) -> torch.Tensor:
-        return torch.rand(shape, generator=generator, device=input_ids.device)
-
-    special = torch.tensor(
-        [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id],
-        device=input_ids.device,
-    )
-    chosen = (uniform(input_ids.shape) < prob) & ~torch.isin(input_ids, special)  # (B, T)
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-    draw = uniform(input_ids.shape)  # one draw decides mask (< 0.8) / random (< 0.9) / keep
-    to_mask = chosen & (draw < 0.8)
-    to_random = chosen & (draw >= 0.8) & (draw < 0.9)
-    random_ids = torch.randint(
-        tokenizer.vocab_size, input_ids.shape, generator=generator, device=input_ids.device
-    )
-    masked = torch.where(to_mask, torch.full_like(input_ids, tokenizer.mask_id), input_ids)
-    masked = torch.where(to_random, random_ids.to(input_ids.dtype), masked)
-    return masked, labels
-
-
 __all__ = [
     "Block",
     "Embeddings",
     "Encoder",
     "EncoderConfig",
     "FeedForward",
-    "MLMHead",
-    "MaskedLM",
     "SelfAttention",
     "from_bert_name",
-    "mask_tokens",
+    "init_bert_weights",
+    "read_config",
+    "read_weights",
     "to_bert_name",
 ]
 

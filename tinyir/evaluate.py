@@ -1,9 +1,8 @@
 """Evaluate a retriever on a BEIR split: retrieve the top k for every query, then score the run.
 
-Two retrievers share one interface, ``retrieve(queries, k) -> (scores (Q, k), indices (Q, k))``:
-
-- ``BM25Retriever``: the lexical baseline of :mod:`tinyir.bm25`.
-- ``DenseRetriever``: a bi-encoder (all-MiniLM-L6-v2 or a saved tinyir model) plus exact search.
+``tinyir eval`` runs one of two retrievers of :mod:`tinyir.retrievers`: ``BM25Retriever`` (the
+lexical baseline) or ``DenseRetriever`` (all-MiniLM-L6-v2 or a saved tinyir bi-encoder, plus exact
+search).
 
 ``evaluate_beir`` follows MTEB's retrieval protocol, so numbers on a real BEIR dataset line up with
 MTEB's published ones: documents are encoded as ``title + " " + text`` (stripped), texts are
@@ -18,62 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tinyir.data import BeirDataset, load_beir
+from tinyir.beir import BeirDataset, load_beir
 from tinyir.metrics import evaluate, run_from_topk
+from tinyir.retrievers import BM25Retriever, DenseRetriever
+from tinyir.validate import check_positive
 
 K_VALUES = (1, 3, 5, 10, 100, 1000)
-
-
-class BM25Retriever:
-    """Okapi BM25 over the corpus texts (title + " " + text)."""
-
-    name = "bm25"
-
-    def __init__(self, doc_texts: list[str], progress: bool = True):
-        from tinyir.bm25 import BM25
-
-        self.bm25 = BM25()
-        self.bm25.index(doc_texts, progress=progress)
-
-    def retrieve(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.bm25.search(queries, k=k)
-
-
-class DenseRetriever:
-    """A bi-encoder: embed the corpus once, then exact top-k by dot product of unit vectors."""
-
-    def __init__(
-        self,
-        model,
-        doc_texts: list[str],
-        *,
-        batch_size: int = 64,
-        max_length: int = 256,
-        device: torch.device | None = None,
-        progress: bool = True,
-    ):
-        self.model = model
-        self.batch_size = batch_size
-        self.max_length = max_length
-        self.device = device
-        self.progress = progress
-        self.doc_embeddings = model.encode(
-            doc_texts, batch_size=batch_size, max_length=max_length,
-            progress=progress, device=device,
-        )  # (N, D)
-
-    def retrieve(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        from tinyir.search import exact_search
-
-        q = self.model.encode(
-            queries, batch_size=self.batch_size, max_length=self.max_length,
-            progress=self.progress, device=self.device,
-        )  # (Q, D)
-        scores, indices = exact_search(q, self.doc_embeddings.to(q.device), k=k)
-        return scores.cpu().numpy(), indices.cpu().numpy()
 
 
 def load_retriever_model(model: str, device: torch.device | None = None):
@@ -128,8 +79,7 @@ def evaluate_beir(
     ``model`` is "bm25", "minilm" or the folder of a saved bi-encoder. Returns an ``EvalResult``
     whose ``metrics`` hold ndcg@k, recall@k, mrr@k, map@k for k in (1, 3, 5, 10, 100, 1000).
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
+    check_positive("k", k)
     if not isinstance(dataset, BeirDataset):
         dataset = load_beir(dataset, split=split)
     start = time.perf_counter()
@@ -140,11 +90,9 @@ def evaluate_beir(
     if model == "bm25":
         retriever = BM25Retriever(doc_texts, progress=progress)
     else:
-        encoder = load_retriever_model(model, device=device)
-        retriever = DenseRetriever(
-            encoder, doc_texts, batch_size=batch_size, max_length=max_length,
-            device=device, progress=progress,
-        )
+        encoder = load_retriever_model(model, device=device)  # queries are encoded there too
+        retriever = DenseRetriever(encoder, doc_texts, batch_size=batch_size,
+                                   max_length=max_length, progress=progress)
     # One extra hit so that dropping a document with the query's own id still leaves k.
     scores, indices = retriever.retrieve(query_texts, k=min(k + 1, len(doc_ids)))
     run = {
@@ -175,16 +123,12 @@ def dense_run(
     queries. Returns {query_id: {doc_id: score}}: score it with ``tinyir.metrics.evaluate`` for
     the means, or ``tinyir.metrics.per_query`` for paired comparisons between models.
     """
-    from tinyir.search import exact_search
-
-    k = min(k, len(dataset.corpus))
-    if doc_embeddings is None:
-        doc_embeddings = model.encode(dataset.doc_texts(), batch_size=batch_size,
-                                      max_length=max_length, progress=progress)
+    retriever = DenseRetriever(model, None if doc_embeddings is not None else dataset.doc_texts(),
+                               doc_embeddings=doc_embeddings, batch_size=batch_size,
+                               max_length=max_length, progress=progress)
     query_ids = list(dataset.queries)
-    queries = model.encode([dataset.queries[q] for q in query_ids], batch_size=batch_size,
-                           max_length=max_length, progress=progress)
-    scores, indices = exact_search(queries, doc_embeddings.to(queries.device), k=k)
+    scores, indices = retriever.retrieve([dataset.queries[q] for q in query_ids],
+                                         k=min(k, len(dataset.corpus)))
     return run_from_topk(query_ids, dataset.doc_ids, scores, indices)
 
 

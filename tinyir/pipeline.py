@@ -1,18 +1,10 @@
 """Retrieval systems side by side: one query set, one table of quality, latency and memory.
 
-The capstone (notebook 14) runs every retriever the course builds over the same queries:
-
-    BM25System(doc_texts)                               lexical: a sparse term matrix
-    DenseSystem(biencoder, doc_texts)                   one vector per passage, exact search
-    HybridSystem([bm25, dense])                         reciprocal rank fusion of their rankings
-    RerankSystem(dense, cross_encoder, doc_texts)       a cross-encoder re-orders a first stage
-    ColBERTSystem(colbert, doc_texts)                   one vector per token, MaxSim
-
-Every system has ``retrieve(queries, k) -> (scores (Q, k), indices (Q, k))`` as NumPy arrays
-(the interface of :mod:`tinyir.evaluate`'s retrievers, so any system can be the first stage of
-:class:`tinyir.rerank.RetrieveThenRerank`), ``index_bytes`` (what it stores for the corpus) and
-``model_bytes`` (the weights it runs at query time). Indices are rows of the corpus; -1 pads a
-row that has fewer than k documents.
+The capstone (notebook 14) runs every retriever of :mod:`tinyir.retrievers` (BM25, dense,
+hybrid, retrieve-then-rerank, ColBERT) over the same queries. A system is anything with
+``retrieve(queries, k) -> (scores (Q, k), indices (Q, k))`` as NumPy arrays (-1 pads a row),
+``index_bytes`` (what it stores for the corpus) and ``model_bytes`` (the weights it runs at
+query time).
 
 :func:`compare_systems` turns a dict of systems into one table (nDCG@10, Recall@10, ms per
 query, bytes); :func:`search_box` returns each system's top passages for one query, which is
@@ -27,29 +19,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-from tinyir.data import BeirDataset
+from tinyir.beir import BeirDataset
 from tinyir.metrics import evaluate, run_from_topk
-from tinyir.search import exact_search, reciprocal_rank_fusion
-
-
-def _check_queries(queries: Sequence[str]) -> list[str]:
-    if isinstance(queries, str) or not all(isinstance(q, str) for q in queries) or not queries:
-        raise ValueError("queries: expected a non-empty list of str")
-    return list(queries)
-
-
-def _check_k(k: int) -> None:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k: expected an int >= 1, got {k!r}")
-
-
-def parameter_bytes(model: torch.nn.Module) -> int:
-    """Bytes of a model's weights (parameters and buffers), as held in memory."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+from tinyir.validate import check_positive
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -60,185 +34,6 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
     return digest.hexdigest()[:16]
-
-
-def _pad_rows(rows: Sequence[Sequence[tuple[int, float]]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ranked (index, score) lists -> (scores (Q, k) float32, indices (Q, k) int64), -1 padded."""
-    scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
-    indices = np.full((len(rows), k), -1, dtype=np.int64)
-    for i, row in enumerate(rows):
-        for j, (index, score) in enumerate(row[:k]):
-            indices[i, j], scores[i, j] = index, score
-    return scores, indices
-
-
-# -----------------------------------------------------------------------------------------------
-# The systems
-
-
-class BM25System:
-    """Okapi BM25 (:class:`tinyir.bm25.BM25`) over ``doc_texts``; index: the sparse (N, V)
-    matrix of BM25 term scores, stored as CSR (values, column ids, row offsets)."""
-
-    def __init__(self, doc_texts: Sequence[str], progress: bool = False):
-        from tinyir.bm25 import BM25
-
-        self.bm25 = BM25()
-        self.bm25.index(list(doc_texts), progress=progress)
-        self.num_docs = len(doc_texts)
-        matrix = self.bm25.doc_term
-        self.index_bytes = int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
-        self.model_bytes = 0
-
-    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = _check_queries(queries)
-        _check_k(k)
-        scores, indices = self.bm25.search(queries, k=min(k, self.num_docs))
-        return _pad_rows([list(zip(i.tolist(), s.tolist(), strict=True))
-                          for s, i in zip(scores, indices, strict=True)], k)
-
-
-class DenseSystem:
-    """A bi-encoder and exact search by dot product (cosine: the embeddings are unit length).
-
-    model: anything with ``encode(texts, batch_size=, max_length=, progress=)`` returning
-    (N, C) rows (a :class:`tinyir.biencoder.BiEncoder`). doc_embeddings: (N, C), computed once
-    (e.g. cached); when None they are encoded from ``doc_texts``. max_length: tokens per text.
-    """
-
-    def __init__(self, model, doc_texts: Sequence[str] | None = None,
-                 doc_embeddings: torch.Tensor | None = None, max_length: int | None = None,
-                 batch_size: int = 64):
-        if (doc_texts is None) == (doc_embeddings is None):
-            raise ValueError("doc_texts, doc_embeddings: expected exactly one of them")
-        self.model = model
-        self.max_length = max_length
-        self.batch_size = batch_size
-        if doc_embeddings is None:
-            doc_embeddings = self._encode(list(doc_texts))
-        if not isinstance(doc_embeddings, torch.Tensor) or doc_embeddings.ndim != 2:
-            raise ValueError("doc_embeddings: expected a (N, C) torch.Tensor")
-        self.doc_embeddings = doc_embeddings  # (N, C)
-        self.index_bytes = doc_embeddings.numel() * doc_embeddings.element_size()
-        self.model_bytes = parameter_bytes(model) if isinstance(model, torch.nn.Module) else 0
-
-    def _encode(self, texts: list[str]) -> torch.Tensor:
-        return torch.as_tensor(self.model.encode(texts, batch_size=self.batch_size,
-                                                 max_length=self.max_length,
-                                                 progress=False))
-
-    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = _check_queries(queries)
-        _check_k(k)
-        q = self._encode(queries)  # (Q, C)
-        scores, indices = exact_search(q, self.doc_embeddings.to(q.device),
-                                       k=min(k, len(self.doc_embeddings)))
-        return _pad_rows([list(zip(i.tolist(), s.tolist(), strict=True))
-                          for s, i in zip(scores.cpu(), indices.cpu(), strict=True)], k)
-
-
-class HybridSystem:
-    """Reciprocal rank fusion (:func:`tinyir.search.reciprocal_rank_fusion`) of the top
-    ``depth`` of several systems: score(d) = sum over systems of 1 / (rrf_k + rank(d)).
-
-    Its index is all of theirs; its latency here is their sum (run one after the other).
-    """
-
-    def __init__(self, systems: Sequence, depth: int = 100, rrf_k: float = 60):
-        if len(systems) < 2:
-            raise ValueError(f"systems: expected at least 2 systems to fuse, got {len(systems)}")
-        _check_k(depth)
-        self.systems = list(systems)
-        self.depth = depth
-        self.rrf_k = rrf_k
-        self.index_bytes = sum(s.index_bytes for s in self.systems)
-        self.model_bytes = sum(s.model_bytes for s in self.systems)
-
-    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = _check_queries(queries)
-        _check_k(k)
-        depth = max(self.depth, k)
-        rankings = [system.retrieve(queries, depth)[1] for system in self.systems]  # (Q, depth)
-        rows = []
-        for q in range(len(queries)):
-            lists = [[int(j) for j in ranking[q] if j >= 0] for ranking in rankings]
-            fused = reciprocal_rank_fusion(lists, k=self.rrf_k)  # {doc index: score}, best first
-            rows.append(list(fused.items()))
-        return _pad_rows(rows, k)
-
-
-class RerankSystem:
-    """A first stage retrieves ``first_stage_k`` passages; a cross-encoder
-    (:class:`tinyir.rerank.CrossEncoder`) re-orders them, through
-    :class:`tinyir.rerank.RetrieveThenRerank`. ``retrieve`` returns at most ``first_stage_k``
-    documents (k larger than that is an error: the reranker has not seen the rest)."""
-
-    def __init__(self, first_stage, reranker, doc_texts: Sequence[str],
-                 first_stage_k: int = 20, batch_size: int = 32):
-        from tinyir.rerank import RetrieveThenRerank
-
-        self.first_stage = first_stage
-        self.reranker = reranker
-        self.first_stage_k = first_stage_k
-        self.pipeline = RetrieveThenRerank(first_stage, reranker, doc_texts,
-                                           first_stage_k=first_stage_k, top_k=first_stage_k,
-                                           batch_size=batch_size)
-        self.index_bytes = first_stage.index_bytes
-        self.model_bytes = first_stage.model_bytes + parameter_bytes(reranker)
-
-    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = _check_queries(queries)
-        _check_k(k)
-        if k > self.first_stage_k:
-            raise ValueError(f"k: expected at most first_stage_k={self.first_stage_k}, got {k}")
-        result = self.pipeline.search(queries)
-        return _pad_rows([list(zip(i, s, strict=True))
-                          for i, s in zip(result.indices, result.scores, strict=True)], k)
-
-
-class ColBERTSystem:
-    """Late interaction: every passage stored as its token vectors, scored by MaxSim.
-
-    model: a :class:`tinyir.colbert.ColBERT` (``encode_queries``, ``encode_docs``).
-    doc_tokens (N, Ld, D) and doc_mask (N, Ld), computed once (e.g. cached); encoded from
-    ``doc_texts`` when None. index_bytes counts the kept token vectors only (no padding), at
-    their stored precision. Queries are scored ``query_batch_size`` at a time against the
-    documents in chunks, so memory stays at (query_batch_size, doc_chunk_size, Lq, Ld).
-    """
-
-    def __init__(self, model, doc_texts: Sequence[str] | None = None,
-                 doc_tokens: torch.Tensor | None = None, doc_mask: torch.Tensor | None = None,
-                 query_batch_size: int = 16, doc_chunk_size: int = 256):
-        if (doc_texts is None) == (doc_tokens is None):
-            raise ValueError("doc_texts, doc_tokens: expected exactly one of them")
-        if doc_tokens is None:
-            doc_tokens, doc_mask = model.encode_docs(list(doc_texts))
-        if doc_mask is None or doc_mask.shape != doc_tokens.shape[:2]:
-            raise ValueError("doc_mask: expected (N, Ld), the first two dims of doc_tokens")
-        self.model = model
-        self.doc_tokens, self.doc_mask = doc_tokens, doc_mask.bool()
-        self.query_batch_size = query_batch_size
-        self.doc_chunk_size = doc_chunk_size
-        kept = int(self.doc_mask.sum())
-        self.index_bytes = kept * doc_tokens.shape[-1] * doc_tokens.element_size()
-        self.model_bytes = parameter_bytes(model) if isinstance(model, torch.nn.Module) else 0
-
-    @torch.inference_mode()
-    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        from tinyir.maxsim import max_sim_matrix
-
-        queries = _check_queries(queries)
-        _check_k(k)
-        rows = []
-        d, d_mask = self.doc_tokens, self.doc_mask
-        for start in range(0, len(queries), self.query_batch_size):
-            q, q_mask = self.model.encode_queries(queries[start:start + self.query_batch_size])
-            scores = max_sim_matrix(q, q_mask, d.to(q.device), d_mask.to(q.device),
-                                    self.doc_chunk_size)  # (b, N)
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            rows += [list(zip(i.tolist(), s.tolist(), strict=True))
-                     for s, i in zip(top.values.cpu(), top.indices.cpu(), strict=True)]
-        return _pad_rows(rows, k)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -367,7 +162,7 @@ def search_box(query: str, systems: Mapping[str, object], dataset: BeirDataset,
     """Each system's top ``k`` passages for ``query``: ``{system name: [Hit, ...]}``."""
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"query: expected a non-empty string, got {query!r}")
-    _check_k(k)
+    check_positive("k", k)
     doc_ids = dataset.doc_ids
     results = {}
     for name, system in systems.items():

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tinyir.validate import check_same_device, check_tensor
+from tinyir.validate import check_choice, check_same_device, check_tensor
 
 INT8_LEVELS = 255  # 256 buckets, 0..255, stored shifted to -128..127
 INT8_SHIFT = 128
@@ -331,8 +331,7 @@ class ResidualCompressor:
         self, centroids: Tensor, bucket_cutoffs: Tensor, bucket_weights: Tensor, bits: int
     ) -> None:
         """centroids: (K, D) float; bucket_cutoffs: (2^bits - 1,); bucket_weights: (2^bits,)."""
-        if bits not in self.SUPPORTED_BITS:
-            raise ValueError(f"bits: expected one of {self.SUPPORTED_BITS}, got {bits!r}")
+        check_choice("bits", bits, self.SUPPORTED_BITS)
         check_tensor("centroids", centroids, "(L, D)", floating=True)
         if bucket_cutoffs.shape != (2**bits - 1,) or bucket_weights.shape != (2**bits,):
             raise ValueError(
@@ -361,8 +360,7 @@ class ResidualCompressor:
     ) -> ResidualCompressor:
         """Fit centroids and residual buckets on ``token_embeddings`` (M, D) float."""
         check_tensor("token_embeddings", token_embeddings, "(L, D)", floating=True)
-        if bits not in cls.SUPPORTED_BITS:
-            raise ValueError(f"bits: expected one of {cls.SUPPORTED_BITS}, got {bits!r}")
+        check_choice("bits", bits, cls.SUPPORTED_BITS)
         x = token_embeddings.float()
         centroids = kmeans(x, n_centroids, n_iter=n_iter, seed=seed)  # (K, D)
         nearest = torch.cdist(x, centroids).argmin(dim=1)  # (M,)

@@ -15,7 +15,6 @@ the cross-encoder re-orders only those.
     history = train_cross_encoder(model, [(q, pos, [neg1, neg2, neg3]), ...], epochs=1)
     model.score([(q, d1), (q, d2)])                        # (2,) scores, higher = more relevant
     model.rerank(q, [d1, d2, d3], top_k=2)                 # [(candidate index, score), ...]
-    pipeline = RetrieveThenRerank(retriever, model, doc_texts, first_stage_k=100, top_k=10)
 
 Head: a linear layer on the final [CLS] vector (``pooling="cls"``), as BERT's sequence
 classification and the MS MARCO cross-encoders do: the pair template puts [CLS] at position 0,
@@ -37,11 +36,7 @@ T tokens, C hidden size.
 from __future__ import annotations
 
 import json
-import random
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,16 +45,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from tinyir.atomic import atomic_folder
 from tinyir.batching import length_batches
-from tinyir.device import seed_everything
 from tinyir.encoder import Encoder
 from tinyir.pooling import pool
 from tinyir.pretrained import minilm_path
 from tinyir.tokenizer import Tokenizer
-from tinyir.train import TrainHistory, warmup_linear_schedule
+from tinyir.train import TrainHistory, check_examples, epochs_of, fit
+from tinyir.validate import check_choice, check_int_range, check_positive, check_type
 
 CONFIG_FILE = "tinyir_cross_encoder.json"
 HEAD_FILE = "head.safetensors"
@@ -81,10 +75,8 @@ def pair_backend(
     longer of the two texts, so a long passage is cut first and a short query is kept whole;
     "only_second" cuts the passage only (and fails if the query alone is too long).
     """
-    if not isinstance(tokenizer, Tokenizer):
-        raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
-    if truncation not in TRUNCATION_STRATEGIES:
-        raise ValueError(f"truncation: expected one of {TRUNCATION_STRATEGIES}, got {truncation!r}")
+    check_type("tokenizer", tokenizer, Tokenizer, "a tinyir Tokenizer")
+    check_choice("truncation", truncation, TRUNCATION_STRATEGIES)
     if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 4:
         raise ValueError(
             f"max_length: expected an int >= 4 ([CLS] q [SEP] d [SEP]), got {max_length!r}"
@@ -214,19 +206,13 @@ class CrossEncoder(nn.Module):
         head: nn.Linear | None = None,
     ):
         super().__init__()
-        if not isinstance(encoder, Encoder):
-            raise TypeError(f"encoder: expected a tinyir Encoder, got {type(encoder).__name__}")
-        if not isinstance(tokenizer, Tokenizer):
-            raise TypeError(f"tokenizer: expected a tinyir Tokenizer, got {type(tokenizer).__name__}")
-        if pooling not in CROSS_ENCODER_POOLING:
-            raise ValueError(f"pooling: expected one of {CROSS_ENCODER_POOLING}, got {pooling!r}")
+        check_type("encoder", encoder, Encoder, "a tinyir Encoder")
+        check_type("tokenizer", tokenizer, Tokenizer, "a tinyir Tokenizer")
+        check_choice("pooling", pooling, CROSS_ENCODER_POOLING)
         if encoder.config.type_vocab_size < 2:
             raise ValueError("encoder: a cross-encoder needs type_vocab_size >= 2 (two segments)")
-        limit = encoder.config.max_position
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or not (
-            4 <= max_length <= limit
-        ):
-            raise ValueError(f"max_length: expected an int in [4, {limit}], got {max_length!r}")
+        check_int_range("max_length", max_length, 4, encoder.config.max_position,
+                        " (the encoder's max_position)")
         C = encoder.config.hidden_size
         if head is None:
             head = nn.Linear(C, 1)
@@ -395,19 +381,6 @@ class CrossEncoder(nn.Module):
 # Training
 
 
-def _as_group(item, index: int) -> tuple[str, str, tuple[str, ...]]:
-    if not isinstance(item, (tuple, list)) or len(item) != 3:
-        raise ValueError(
-            f"examples[{index}]: expected (query, positive, [negatives...]), got {item!r:.80}"
-        )
-    query, positive, negatives = item[0], item[1], tuple(item[2])
-    if not negatives:
-        raise ValueError(f"examples[{index}]: expected at least one negative, got none")
-    if not all(isinstance(t, str) for t in (query, positive, *negatives)):
-        raise TypeError(f"examples[{index}]: expected strings, got {item!r:.80}")
-    return query, positive, negatives
-
-
 def cross_encoder_loss(scores: torch.Tensor, loss: str = "listwise") -> torch.Tensor:
     """Loss of a (B, 1 + K) score matrix whose column 0 is each query's positive.
 
@@ -441,6 +414,8 @@ def train_cross_encoder(
     grad_clip: float = 1.0,
     max_steps: int | None = None,
     seed: int = 0,
+    eval_fn=None,
+    save_to: str | Path | None = None,
     progress: bool = True,
 ) -> TrainHistory:
     """Fine-tune ``model`` in place on ``(query, positive, [negatives...])`` groups.
@@ -454,149 +429,22 @@ def train_cross_encoder(
     Returns a :class:`tinyir.train.TrainHistory` (the loss of every step); the model is left in
     eval mode.
     """
-    if loss not in CROSS_ENCODER_LOSSES:
-        raise ValueError(f"loss: expected one of {CROSS_ENCODER_LOSSES}, got {loss!r}")
-    if len(examples) == 0:
-        raise ValueError("examples: expected at least one (query, positive, negatives) group")
-    data = [_as_group(item, i) for i, item in enumerate(examples)]
-    counts = {len(negs) for _, _, negs in data}
-    if len(counts) > 1:
-        raise ValueError(f"examples: every group needs the same number of negatives, got {sorted(counts)}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr: expected a number > 0, got {lr!r}")
+    check_choice("loss", loss, CROSS_ENCODER_LOSSES)
+    data, _ = check_examples(examples, min_negatives=1)
+    check_positive("epochs", epochs)
+    check_positive("batch_size", batch_size)
+    head = list(model.head.parameters())
+    body = [p for p in model.parameters() if all(p is not h for h in head)]
+    groups = [{"params": body, "lr": lr}, {"params": head, "lr": lr if head_lr is None else head_lr}]
 
-    seed_everything(seed)
-    rng = random.Random(seed)
-    batches = []
-    for _ in range(epochs):
-        order = list(range(len(data)))
-        rng.shuffle(order)
-        batches += [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if max_steps is not None:
-        batches = batches[:max_steps]
-    total = len(batches)
-    head_params = list(model.head.parameters())
-    head_ids = {id(p) for p in head_params}
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr},
-        {"params": head_params, "lr": lr if head_lr is None else head_lr},
-    ], weight_decay=weight_decay)
-    scheduler = warmup_linear_schedule(optimizer, total, warmup_ratio)
-    history = TrainHistory()
-    start = time.perf_counter()
-    model.train()
-    for batch in tqdm(batches, desc="train cross-encoder", unit="step", file=sys.stderr,
-                      disable=not progress):
-        groups = [data[i] for i in batch]
-        queries = [q for q, pos, negs in groups for _ in range(1 + len(negs))]
-        docs = [d for _, pos, negs in groups for d in (pos, *negs)]
-        scores = model(model.tokenize(queries, docs)).view(len(groups), -1)  # (B, 1 + K)
-        step_loss = cross_encoder_loss(scores, loss)
-        optimizer.zero_grad(set_to_none=True)
-        step_loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
-        history.losses.append(step_loss.item())
-    model.eval()
-    history.seconds = time.perf_counter() - start
-    return history
+    def step_loss(batch: list[int]) -> torch.Tensor:
+        queries = [data[i][0] for i in batch for _ in range(1 + len(data[i][2]))]
+        docs = [d for i in batch for d in (data[i][1], *data[i][2])]
+        scores = model(model.tokenize(queries, docs)).view(len(batch), -1)  # (B, 1 + K)
+        return cross_encoder_loss(scores, loss)
 
+    return fit(model, epochs_of(len(data), epochs, batch_size, seed, max_steps), step_loss,
+               lr=lr, params=groups, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+               grad_clip=grad_clip, seed=seed, eval_fn=eval_fn, save_to=save_to,
+               progress=progress, desc="train cross-encoder")
 
-# -----------------------------------------------------------------------------------------------
-# Retrieve, then rerank
-
-
-@dataclass
-class RerankResult:
-    """What :meth:`RetrieveThenRerank.search` returns for Q queries.
-
-    indices / scores: per query, the top_k corpus indices and cross-encoder scores, best first.
-    first_stage_indices / first_stage_scores: the first stage's top first_stage_k, best first.
-    seconds: total wall time of each stage, {"retrieve": s, "rerank": s}.
-    """
-
-    indices: list[list[int]]
-    scores: list[list[float]]
-    first_stage_indices: list[list[int]]
-    first_stage_scores: list[list[float]]
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def per_query_seconds(self) -> dict[str, float]:
-        """Mean seconds per query of each stage."""
-        Q = max(1, len(self.indices))
-        return {stage: s / Q for stage, s in self.seconds.items()}
-
-    def run(self, query_ids: Sequence[str], doc_ids: Sequence[str],
-            first_stage: bool = False) -> dict[str, dict[str, float]]:
-        """{query id: {doc id: score}} for :func:`tinyir.metrics.evaluate` (reranked, or the
-        first stage's ranking with ``first_stage=True``)."""
-        indices = self.first_stage_indices if first_stage else self.indices
-        scores = self.first_stage_scores if first_stage else self.scores
-        if len(query_ids) != len(indices):
-            raise ValueError(f"query_ids: expected {len(indices)} ids, got {len(query_ids)}")
-        return {qid: {doc_ids[j]: s for j, s in zip(idx, sc, strict=True)}
-                for qid, idx, sc in zip(query_ids, indices, scores, strict=True)}
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class RetrieveThenRerank:
-    """A first-stage retriever picks ``first_stage_k`` passages, the cross-encoder keeps ``top_k``.
-
-    retriever: anything with ``retrieve(queries, k) -> (scores (Q, k), indices (Q, k))`` over
-    the corpus ``doc_texts`` (:class:`tinyir.evaluate.BM25Retriever`, ``DenseRetriever``).
-    """
-
-    def __init__(self, retriever, reranker: CrossEncoder, doc_texts: Sequence[str],
-                 first_stage_k: int = 100, top_k: int = 10, batch_size: int = 32):
-        if not hasattr(retriever, "retrieve"):
-            raise TypeError(
-                f"retriever: expected an object with retrieve(queries, k), got {type(retriever).__name__}"
-            )
-        if not isinstance(reranker, CrossEncoder):
-            raise TypeError(f"reranker: expected a CrossEncoder, got {type(reranker).__name__}")
-        for name, value in (("first_stage_k", first_stage_k), ("top_k", top_k)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if top_k > first_stage_k:
-            raise ValueError(f"top_k: expected at most first_stage_k={first_stage_k}, got {top_k}")
-        self.retriever = retriever
-        self.reranker = reranker
-        self.doc_texts = list(doc_texts)
-        self.first_stage_k = first_stage_k
-        self.top_k = top_k
-        self.batch_size = batch_size
-
-    def search(self, queries: Sequence[str]) -> RerankResult:
-        """Retrieve then rerank every query; times each stage (all queries together)."""
-        if isinstance(queries, str) or len(queries) == 0:
-            raise ValueError("queries: expected a non-empty list of str")
-        k = min(self.first_stage_k, len(self.doc_texts))
-        device = self.reranker.device
-        start = time.perf_counter()
-        first_scores, first_indices = self.retriever.retrieve(list(queries), k)  # (Q, k)
-        retrieve_seconds = time.perf_counter() - start
-        first_scores = np.asarray(first_scores).tolist()
-        first_indices = [[j for j in row if j >= 0] for row in np.asarray(first_indices).tolist()]
-
-        start = time.perf_counter()
-        indices, scores = [], []
-        for query, candidates in zip(queries, first_indices, strict=True):
-            ranked = self.reranker.rerank(query, [self.doc_texts[j] for j in candidates],
-                                          top_k=self.top_k, batch_size=self.batch_size)
-            indices.append([candidates[i] for i, _ in ranked])
-            scores.append([s for _, s in ranked])
-        _synchronize(device)
-        rerank_seconds = time.perf_counter() - start
-        return RerankResult(indices, scores, first_indices,
-                            [row[:len(idx)] for row, idx in zip(first_scores, first_indices,
-                                                                strict=True)],
-                            {"retrieve": retrieve_seconds, "rerank": rerank_seconds})

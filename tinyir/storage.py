@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from tinyir.validate import check_positive
+from tinyir.validate import check_choice, check_positive
 
 BYTES_PER_DIM: dict[str, float] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "binary": 1 / 8}
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
@@ -88,8 +88,7 @@ class StorageCost:
 
 
 def _check_dtype(dtype: str) -> None:
-    if dtype not in BYTES_PER_DIM:
-        raise ValueError(f"dtype: expected one of {sorted(BYTES_PER_DIM)}, got {dtype!r}")
+    check_choice("dtype", dtype, BYTES_PER_DIM)
 
 
 def bytes_per_vector(dim: int, dtype: str = "fp32") -> int:
@@ -143,8 +142,7 @@ def storage_cost(
     check_positive("dim", dim)
     _check_dtype(dtype)
     check_positive("vectors_per_doc", vectors_per_doc, integer=False)
-    if index not in INDEX_TYPES:
-        raise ValueError(f"index: expected one of {list(INDEX_TYPES)}, got {index!r}")
+    check_choice("index", index, INDEX_TYPES)
     num_vectors = math.ceil(docs * vectors_per_doc)
     inputs: dict[str, object] = {
         "docs": docs,
@@ -266,8 +264,7 @@ def solve_for(
         "vectors_per_doc": vectors_per_doc,
         "bytes_per_dim": bytes_per_dim,
     }
-    if unknown not in factors:
-        raise ValueError(f"unknown: expected one of {list(factors)}, got {unknown!r}")
+    check_choice("unknown", unknown, factors)
     if dtype is not None:
         _check_dtype(dtype)
         if bytes_per_dim is not None or unknown == "bytes_per_dim":

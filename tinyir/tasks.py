@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from tinyir.data import BeirDataset
+from tinyir.beir import BeirDataset
 
 LIBRARIES = ("numpy", "scipy", "torch", "matplotlib", "sklearn")
 STDLIB = "stdlib"

@@ -1,4 +1,18 @@
-"""Small training loops for bi-encoders: contrastive fine-tuning that fits a laptop CPU.
+"""Training: one scaffold for every model, and the bi-encoder's loss step.
+
+Every model here trains the same way; only the loss of one batch differs. :func:`fit` owns what
+is common (the way sentence-transformers' and Hugging Face's trainers do):
+
+    seed -> AdamW -> for each epoch: for each batch: loss = step_loss(batch)
+                                                     zero_grad, backward, clip, step, schedule
+                     evaluate, save a checkpoint
+
+with a linear warm-up over ``warmup_ratio`` of the steps, then a linear decay to zero (or a
+constant rate). The bi-encoder (:func:`train_biencoder`, below), the cross-encoder
+(:func:`tinyir.rerank.train_cross_encoder`) and ColBERT (:func:`tinyir.colbert.train_projection`)
+each build their batches and supply their ``step_loss``.
+
+The bi-encoder:
 
     history = train_biencoder(model, examples, TrainConfig(epochs=2, batch_size=32),
                               eval_fn=lambda m: evaluate_model(m, dev_subset))
@@ -19,17 +33,148 @@ Batches never hold the same query or the same passage twice (like sentence-trans
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
+from tinyir.atomic import write_atomic
 from tinyir.device import seed_everything
 from tinyir.losses import info_nce, matryoshka_loss, triplet_loss
+from tinyir.validate import check_choice, check_positive
+
+Batch = TypeVar("Batch")
+
+# -----------------------------------------------------------------------------------------------
+# The scaffold
+
+
+@dataclass
+class TrainHistory:
+    """What happened: the loss of every step and the metrics of every evaluation."""
+
+    losses: list[float] = field(default_factory=list)    # one per step
+    evals: list[dict] = field(default_factory=list)      # {"epoch": e, metric: value, ...}
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def warmup_linear_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, decay: bool = True
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero
+    (``decay=False``: the full rate to the end)."""
+    warmup = max(1, int(warmup_ratio * total_steps))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not decay:
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def fit(
+    model: torch.nn.Module,
+    epochs: Sequence[Sequence[Batch]],
+    step_loss: Callable[[Batch], torch.Tensor],
+    *,
+    lr: float,
+    params: Iterable | None = None,
+    warmup_ratio: float = 0.1,
+    decay: bool = True,
+    weight_decay: float = 0.01,
+    grad_clip: float | None = 1.0,
+    seed: int = 0,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    eval_before: bool = False,
+    save_to: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainHistory:
+    """Train ``model`` in place: one AdamW step on ``step_loss(batch)`` for every batch of
+    every epoch (``epochs[e]`` is the list of epoch e's batches). Returns the history.
+
+    ``params``: parameters or parameter groups to optimize (default: all of the model's; groups
+    may carry their own ``lr``). ``eval_fn(model) -> {metric: value}`` runs in eval mode without
+    gradients after each epoch (and before the first with ``eval_before``). ``save_to``: after
+    each epoch the model's ``save_pretrained(save_to)`` (atomic) and ``training.json`` (the
+    history so far) beside it. The model is left in eval mode.
+    """
+    check_positive("lr", lr, integer=False)
+    seed_everything(seed)
+    total_steps = sum(len(batches) for batches in epochs)
+    optimizer = torch.optim.AdamW(model.parameters() if params is None else params, lr=lr,
+                                  weight_decay=weight_decay)
+    scheduler = warmup_linear_schedule(optimizer, total_steps, warmup_ratio, decay)
+    history = TrainHistory()
+    start = time.perf_counter()
+    if eval_before:
+        _evaluate(model, eval_fn, 0, history)
+    bar = tqdm(total=total_steps, desc=desc, unit="step", file=sys.stderr, disable=not progress)
+    for epoch, batches in enumerate(epochs, start=1):
+        model.train()
+        for batch in batches:
+            loss = step_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            history.losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
+        _evaluate(model, eval_fn, epoch, history)
+        history.seconds = time.perf_counter() - start
+        if save_to is not None:
+            model.save_pretrained(save_to)
+            write_atomic(Path(save_to) / "training.json", json.dumps(history.to_dict(), indent=1))
+    bar.close()
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _evaluate(model: torch.nn.Module, eval_fn, epoch: int, history: TrainHistory) -> None:
+    if eval_fn is None:
+        return
+    model.eval()
+    with torch.no_grad():
+        metrics = dict(eval_fn(model))
+    history.evals.append({"epoch": epoch, **metrics})
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"epoch {epoch}: {shown}", file=sys.stderr)
+
+
+def epochs_of(n_items: int, epochs: int, batch_size: int, seed: int,
+              max_steps: int | None = None) -> list[list[list[int]]]:
+    """The batches of each epoch: ``range(n_items)`` shuffled again each epoch and cut into
+    batches of ``batch_size`` (the last may be smaller). ``max_steps`` keeps only the first
+    batches overall (and drops the epochs left empty)."""
+    rng, order, out = random.Random(seed), list(range(n_items)), []
+    for _ in range(epochs):
+        rng.shuffle(order)
+        out.append([order[i:i + batch_size] for i in range(0, n_items, batch_size)])
+    if max_steps is not None:
+        steps = [batch for batches in out for batch in batches][:max_steps]
+        out = [steps[i:i + len(out[0])] for i in range(0, len(steps), len(out[0]))]
+    return out
+
+
+# -----------------------------------------------------------------------------------------------
+# The bi-encoder
 
 LOSSES = ("infonce", "triplet")
 
@@ -52,41 +197,11 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
+        check_choice("loss", self.loss, LOSSES)
         for name in ("epochs", "batch_size", "max_length_query", "max_length_doc"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature: expected a number > 0, got {self.temperature!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a number > 0, got {self.lr!r}")
-
-
-@dataclass
-class TrainHistory:
-    """What happened: the loss of every step and the metrics of every evaluation."""
-
-    losses: list[float] = field(default_factory=list)    # one per step
-    evals: list[dict] = field(default_factory=list)      # {"epoch": e, metric: value, ...}
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _as_example(item, index: int) -> tuple[str, str, tuple[str, ...]]:
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise ValueError(
-            f"examples[{index}]: expected (query, positive) or (query, positive, negatives), "
-            f"got {item!r:.80}"
-        )
-    query, positive = item[0], item[1]
-    negatives = tuple(item[2]) if len(item) == 3 else ()
-    if not all(isinstance(t, str) for t in (query, positive, *negatives)):
-        raise TypeError(f"examples[{index}]: expected strings, got {item!r:.80}")
-    return query, positive, negatives
+            check_positive(name, getattr(self, name))
+        for name in ("temperature", "lr"):
+            check_positive(name, getattr(self, name), integer=False)
 
 
 def make_batches(
@@ -116,20 +231,6 @@ def make_batches(
     return batches
 
 
-def warmup_linear_schedule(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero."""
-    warmup = max(1, int(warmup_ratio * total_steps))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-
-
 def train_biencoder(
     model,
     examples: Sequence,
@@ -137,69 +238,56 @@ def train_biencoder(
     *,
     eval_fn: Callable[[object], dict] | None = None,
     eval_before: bool = True,
+    save_to: str | Path | None = None,
     progress: bool = True,
 ) -> TrainHistory:
-    """Fine-tune a :class:`tinyir.biencoder.BiEncoder` in place; returns the history.
-
-    eval_fn(model) -> {metric: value} runs before training (``eval_before``) and after each
-    epoch, with the model in eval mode. The model is left in eval mode.
+    """Fine-tune a :class:`tinyir.biencoder.BiEncoder` in place with :func:`fit`; returns the
+    history. eval_fn(model) -> {metric: value} runs before training (``eval_before``) and after
+    each epoch, with the model in eval mode. The model is left in eval mode.
     """
     config = config or TrainConfig()
+    data, K = check_examples(examples)
+    if config.loss == "triplet" and K == 0:
+        raise ValueError("examples: loss='triplet' needs (query, positive, [negative, ...]) triples")
+    rng = random.Random(config.seed)
+    epochs = [make_batches(data, config.batch_size, rng) for _ in range(config.epochs)]
+    if K == 0:  # a lone pair has no in-batch negative: its loss is 0 and its step is wasted
+        epochs = [[b for b in batches if len(b) > 1] for batches in epochs]
+    return fit(model, epochs, lambda batch: _step_loss(model, [data[i] for i in batch], K, config),
+               lr=config.lr, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+               grad_clip=config.grad_clip, seed=config.seed, eval_fn=eval_fn,
+               eval_before=eval_before, save_to=save_to, progress=progress)
+
+
+def check_examples(examples: Sequence, min_negatives: int = 0) -> tuple[list, int]:
+    """``examples`` as (query, positive, negatives) triples, and their one number K of negatives.
+
+    Each item is (query, positive) or (query, positive, [negatives...]), all strings; every
+    item has the same K, at least ``min_negatives``. Errors name the item.
+    """
     if len(examples) == 0:
         raise ValueError("examples: expected at least one (query, positive) pair, got none")
     data = [_as_example(item, i) for i, item in enumerate(examples)]
-    n_negatives = {len(negs) for _, _, negs in data}
-    if len(n_negatives) > 1:
-        raise ValueError(
-            f"examples: every example needs the same number of negatives, got counts {sorted(n_negatives)}"
-        )
-    K = n_negatives.pop()
-    if config.loss == "triplet" and K == 0:
-        raise ValueError("examples: loss='triplet' needs (query, positive, [negative, ...]) triples")
+    counts = {len(negatives) for _, _, negatives in data}
+    if len(counts) > 1:
+        raise ValueError(f"examples: every example needs the same number of negatives, "
+                         f"got counts {sorted(counts)}")
+    K = counts.pop()
+    if K < min_negatives:
+        raise ValueError(f"examples: expected (query, positive, [negatives...]) with at least "
+                         f"{min_negatives} negative(s) each, got {K}")
+    return data, K
 
-    seed_everything(config.seed)
-    rng = random.Random(config.seed)
-    epoch_batches = [make_batches(data, config.batch_size, rng) for _ in range(config.epochs)]
-    if K == 0:  # a lone pair has no in-batch negative: its loss is 0 and its step is wasted
-        epoch_batches = [[b for b in batches if len(b) > 1] for batches in epoch_batches]
-    total_steps = sum(len(b) for b in epoch_batches)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    scheduler = warmup_linear_schedule(optimizer, total_steps, config.warmup_ratio)
-    history = TrainHistory()
-    start = time.perf_counter()
 
-    def evaluate(epoch: int) -> None:
-        if eval_fn is None:
-            return
-        model.eval()
-        with torch.no_grad():
-            metrics = dict(eval_fn(model))
-        history.evals.append({"epoch": epoch, **metrics})
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        print(f"epoch {epoch}: {shown}", file=sys.stderr)
-
-    if eval_before:
-        evaluate(0)
-    bar = tqdm(total=total_steps, desc="train", unit="step", file=sys.stderr, disable=not progress)
-    for epoch, batches in enumerate(epoch_batches, start=1):
-        model.train()
-        for batch in batches:
-            loss = _step_loss(model, [data[i] for i in batch], K, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            history.losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
-        evaluate(epoch)
-    bar.close()
-    model.eval()
-    history.seconds = time.perf_counter() - start
-    return history
+def _as_example(item, index: int) -> tuple[str, str, tuple[str, ...]]:
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise ValueError(f"examples[{index}]: expected (query, positive) or (query, positive, "
+                         f"negatives), got {item!r:.80}")
+    query, positive = item[0], item[1]
+    negatives = tuple(item[2]) if len(item) == 3 else ()
+    if not all(isinstance(t, str) for t in (query, positive, *negatives)):
+        raise TypeError(f"examples[{index}]: expected strings, got {item!r:.80}")
+    return query, positive, negatives
 
 
 def _step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,

@@ -39,3 +39,21 @@ def check_same_device(**tensors: object) -> None:
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
         raise ValueError(f"expected all tensors on one device, got {listed}")
+
+
+def check_choice(name: str, value: object, choices) -> None:
+    """``value`` is one of ``choices`` (a tuple, list, set or dict of the allowed values)."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def check_type(name: str, value: object, cls: type, what: str | None = None) -> None:
+    """``value`` is an instance of ``cls``; ``what`` names it in the error (default: its name)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name}: expected {what or cls.__name__}, got {type(value).__name__}")
+
+
+def check_int_range(name: str, value: object, low: int, high: int, note: str = "") -> None:
+    """``value`` is an int in [low, high] (bools are not); ``note`` says what bounds it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ValueError(f"{name}: expected an int in [{low}, {high}]{note}, got {value!r}")

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 
+from tinyir.beir import BeirDataset, load_beir, training_pairs
 from tinyir.biencoder import BiEncoder
 from tinyir.cache import cached_model
-from tinyir.data import PYDOCS_DIR, BeirDataset, dataset_fingerprint, load_beir, training_pairs
 from tinyir.device import seed_everything
 from tinyir.encoder import Encoder, EncoderConfig
 from tinyir.evaluate import dense_run
 from tinyir.metrics import evaluate, per_query
+from tinyir.pydocs import PYDOCS_DIR, dataset_fingerprint
 from tinyir.tokenizer import Tokenizer
 from tinyir.train import TrainConfig, TrainHistory, train_biencoder
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyir.atomic import write_atomic
+from tinyir.validate import check_type
 
 LETTERS = string.ascii_lowercase
 BANK_DIR = Path(__file__).resolve().parent / "quizzes"
@@ -398,8 +399,7 @@ class Quiz:
     def grade(self, answers: dict[int, str], save: bool = True) -> QuizResult:
         """Score a whole form at once, ``{question number (from 1): letter}``, as one attempt;
         every answer given is explained."""
-        if not isinstance(answers, dict):
-            raise TypeError(f"answers: expected a dict like {{1: 'a'}}, got {type(answers).__name__}")
+        check_type("answers", answers, dict, "a dict like {1: 'a'}")
         score, feedback = 0, []
         for number, letter in sorted(answers.items()):
             question, choice, letter = self._choice(number, letter)
@@ -430,12 +430,34 @@ class Quiz:
         return "\n".join(lines)
 
     def show(self) -> None:
-        """Click-to-check widgets where a Jupyter front end can render them, with the plain text
-        as the fallback that any other front end (nbconvert, a terminal, CI) shows."""
+        """Click-to-check widgets where a Jupyter front end can render them; everywhere else the
+        questions with their answers folded away (HTML: a static page, nbconvert) or as plain
+        text (a terminal)."""
         if _widgets_available():
             self._show_widgets()
+        elif _in_kernel():
+            from IPython.display import display
+
+            display({"text/plain": self.text(), "text/html": self.html()}, raw=True)
         else:
             print(self.text())
+
+    def html(self) -> str:
+        """The quiz as static HTML: each question, its choices, and the answer with every
+        choice's explanation folded away in a ``<details>`` (for pages where widgets cannot run)."""
+        parts = [f'<div class="tinyir-quiz-static"><p><b>Concept check</b>: '
+                 f"{html.escape(self.name)}. <i>In Jupyter this is a click-to-check quiz; here, "
+                 "answer each question yourself, then open its answer.</i></p><ol>"]
+        for question in self.questions:
+            choices = "".join(f"<li>{inline_markdown(c.text)}</li>" for c in question.choices)
+            why = "".join(f"<li>({LETTERS[i]}) {'right' if c.correct else 'not this one'}: "
+                          f"{inline_markdown(c.explanation)}</li>"
+                          for i, c in enumerate(question.choices))
+            parts.append(f'<li><p>{inline_markdown(question.prompt)}</p><ol type="a">{choices}'
+                         f"</ol><details><summary>Answer</summary><p>({question.answer})</p>"
+                         f"<ul>{why}</ul></details></li>")
+        parts.append("</ol></div>")
+        return "".join(parts)
 
     def widget(self):
         """The quiz as an ipywidgets VBox (the logic behind each button is :meth:`check`)."""
@@ -481,8 +503,9 @@ class Quiz:
         from IPython.display import display
 
         box = self.widget()
-        # The widget view for front ends with the widget manager; the text for all the others.
-        display({"text/plain": self.text(),
+        # The widget view for front ends with the widget manager (it outranks the others there);
+        # static HTML for pages without one (nbconvert, the book); the text for all the rest.
+        display({"text/plain": self.text(), "text/html": self.html(),
                  "application/vnd.jupyter.widget-view+json": {
                      "version_major": 2, "version_minor": 0, "model_id": box.model_id}},
                 raw=True)
@@ -505,6 +528,16 @@ def inline_markdown(text: str) -> str:
             prose = _BOLD.sub(r"<b>\1</b>", prose)
             out.append(_ITALIC.sub(r"<i>\1</i>", prose))
     return "".join(out)
+
+
+def _in_kernel() -> bool:
+    """True in a Jupyter kernel (which can show HTML), whether or not widgets can render."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
 def _widgets_available() -> bool:

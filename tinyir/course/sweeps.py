@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tinyir.beir import BeirDataset, training_pairs
 from tinyir.biencoder import BiEncoder
-from tinyir.data import PYDOCS_DIR, BeirDataset, training_pairs
 from tinyir.evaluate import dense_run
 from tinyir.metrics import evaluate, per_query
+from tinyir.pydocs import PYDOCS_DIR
 from tinyir.train import TrainConfig, TrainHistory, train_biencoder
 
 

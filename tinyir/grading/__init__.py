@@ -7,7 +7,9 @@
     self_check(...)              the visible check after each exercise in the notebooks
 
 The notebook format is described in :mod:`tinyir.grading.build`, the test format in
-:mod:`tinyir.grading.checks`; the orchestration in :mod:`tinyir.grading.grader`, one notebook in
+:mod:`tinyir.grading.checks`; what is graded (exercises, tests, limits) in
+:mod:`tinyir.grading.specs`, the orchestration in :mod:`tinyir.grading.grader`, the rows, CSV and
+feedback in :mod:`tinyir.grading.report`, one notebook in
 :mod:`tinyir.grading.notebook`, the student's process in :mod:`tinyir.grading.student`, the
 channel in :mod:`tinyir.grading.remote` and :mod:`tinyir.grading.protocol`, the sandbox in
 :mod:`tinyir.grading.sandbox`, the student's copy of tinyir in :mod:`tinyir.grading.package`.
@@ -21,7 +23,8 @@ from tinyir.grading.build import (
     read_exercises,
 )
 from tinyir.grading.checks import assert_close, check, self_check
-from tinyir.grading.grader import STATUSES, GradeRow, format_feedback, format_summary, grade
+from tinyir.grading.grader import grade
+from tinyir.grading.report import STATUSES, GradeRow, format_feedback, format_summary
 
 __all__ = [
     "EXERCISES_DIR",

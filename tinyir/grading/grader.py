@@ -42,140 +42,28 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tinyir.atomic import write_atomic
 from tinyir.grading.build import (
     EXERCISES_DIR,
-    Exercise,
-    read_exercises,
     read_notebook_json,
 )
-from tinyir.grading.checks import (
-    Check,
-    collect_checks,
-    collect_preload,
-    collect_references,
-    find_test_modules,
-    load_module,
-)
-from tinyir.grading.notebook import Cancelled, NotebookRun, _one_line, make_scratch
+from tinyir.grading.notebook import Cancelled, NotebookRun, make_scratch
 from tinyir.grading.package import build_student_package
+from tinyir.grading.report import CSV_HEADER, GradeRow, format_feedback
 from tinyir.grading.sandbox import Sandbox, choose_sandbox
+from tinyir.grading.specs import Limits, NotebookSpec, load_specs
 
-STATUSES = ("ok", "partial", "failed", "not_implemented", "error", "timeout", "memory",
-            "crashed", "missing")
-CSV_HEADER = ("student", "notebook", "exercise", "points", "max_points", "status", "message")
-BUILTIN_TESTS_DIR = Path(__file__).resolve().parent / "tests"
 MAX_NOTEBOOK_BYTES = 20_000_000
-CSV_MESSAGE_CHARS = 300
 STATE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class GradeRow:
-    """One exercise of one student: a CSV row, plus per-check lines for the feedback file."""
-
-    student: str
-    notebook: str
-    exercise: str
-    points: float
-    max_points: float
-    status: str
-    message: str
-    details: tuple[str, ...] = field(default=(), compare=False)
-
-    def csv_fields(self) -> list[str]:
-        return [self.student, self.notebook, self.exercise, _number(self.points),
-                _number(self.max_points), self.status, _one_line(self.message, CSV_MESSAGE_CHARS)]
-
-
-@dataclass(frozen=True)
-class NotebookSpec:
-    """What the instructor's release says about one notebook: its exercises and their tests."""
-
-    name: str
-    exercises: tuple[Exercise, ...]
-    check_modules: tuple[str, ...]
-    # exercise id -> ((check name, weight, description), ...), in the order they run
-    checks: dict[str, tuple[tuple[str, float, str], ...]]
-    # exercise id -> the Check objects themselves (loaded in the grader's process only)
-    check_objects: dict[str, tuple[Check, ...]] = field(default_factory=dict, compare=False)
-    # tinyir's own answers to these exercises: not importable by the student while grading
-    references: tuple[str, ...] = ()
-    # modules the student's process imports before its job (the tests' PRELOAD)
-    preload: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Limits:
-    timeout: float  # seconds for a whole notebook: cells, checks and restarts together
-    memory_mb: int  # all the processes of one notebook's run together
-    max_output_bytes: int
-    threads: int = 1  # OMP/torch threads of the student's process
 
 
 @dataclass
 class NotebookResult:
     rows: list[GradeRow]
     notes: list[str]  # cells that raised, runs that were stopped: for the feedback file
-
-
-def _number(x: float) -> str:
-    return f"{x:g}"
-
-
-# ----------------------------------------------------------------------------------------------
-# The instructor's side: exercises and tests.
-
-
-def load_specs(
-    exercises_dir: str | Path = EXERCISES_DIR, extra_tests: str | Path | None = None
-) -> list[NotebookSpec]:
-    """Read every exercise notebook's exercises and match them with their grading tests.
-
-    Raises ``ValueError`` when an exercise has no test, a test names an unknown exercise, or a
-    test module names a notebook that ``exercises_dir`` lacks.
-    """
-    exercises_dir = Path(exercises_dir)
-    if not exercises_dir.is_dir():
-        raise ValueError(f"exercises_dir: expected a directory of exercise notebooks, got "
-                         f"{str(exercises_dir)!r}")
-    folders = [BUILTIN_TESTS_DIR] + ([Path(extra_tests)] if extra_tests is not None else [])
-    modules_by_notebook = find_test_modules(folders)
-    notebooks = sorted(exercises_dir.glob("*.ipynb"))
-    unknown = sorted(set(modules_by_notebook) - {p.name for p in notebooks})
-    if unknown:
-        raise ValueError(f"grading tests name notebooks that {exercises_dir} lacks: {unknown}")
-    specs = []
-    for path in notebooks:
-        exercises = tuple(read_exercises(path))
-        if not exercises:
-            continue
-        modules = tuple(str(p) for p in modules_by_notebook.get(path.name, []))
-        loaded = [load_module(p) for p in modules]
-        checks = collect_checks(loaded)
-        ids = {e.id for e in exercises}
-        stray = sorted(set(checks) - ids)
-        if stray:
-            raise ValueError(f"{path.name}: grading tests for unknown exercises: {stray}")
-        untested = [e.id for e in exercises if not checks.get(e.id)]
-        if untested:
-            raise ValueError(f"{path.name}: exercises without grading tests: {untested}")
-        specs.append(NotebookSpec(
-            path.name, exercises, modules,
-            {ex: tuple((c.name, c.weight, c.description) for c in found)
-             for ex, found in checks.items()},
-            {ex: tuple(found) for ex, found in checks.items()},
-            tuple(collect_references(loaded)),
-            tuple(collect_preload(loaded)),
-        ))
-    if not specs:
-        raise ValueError(
-            f"exercises_dir: expected notebooks with exercises in {str(exercises_dir)!r}"
-        )
-    return specs
 
 
 def _specs_digest(specs: Sequence[NotebookSpec], limits: Limits) -> str:
@@ -546,57 +434,3 @@ def _grade_students(
             for future in futures:
                 future.cancel()
             raise
-
-
-# ----------------------------------------------------------------------------------------------
-# Reports.
-
-
-def _escape(text: str) -> str:
-    return _one_line(text, 2000).replace("|", "\\|")
-
-
-def format_feedback(student: str, rows: Sequence[GradeRow], notes: Sequence[str] = ()) -> str:
-    """The Markdown feedback file of one student: points, then every failed check and why."""
-    total, maximum = sum(r.points for r in rows), sum(r.max_points for r in rows)
-    lines = [f"# Feedback for {student}", "", f"Total: {_number(round(total, 2))} / "
-             f"{_number(maximum)} points.", ""]
-    for notebook in sorted({r.notebook for r in rows}):
-        nb_rows = sorted((r for r in rows if r.notebook == notebook), key=lambda r: r.exercise)
-        got = round(sum(r.points for r in nb_rows), 2)
-        lines += [f"## {notebook}: {_number(got)} / {_number(sum(r.max_points for r in nb_rows))}",
-                  "", "| exercise | points | status | message |", "|---|---|---|---|"]
-        lines += [f"| {r.exercise} | {_number(r.points)} / {_number(r.max_points)} | {r.status} | "
-                  f"{_escape(r.message)} |" for r in nb_rows]
-        lines.append("")
-        for r in nb_rows:
-            failed = [d for d in r.details if not d.startswith("PASS ")]
-            if r.status not in ("ok", "not_implemented") and failed:
-                lines += [f"### {r.exercise}: {r.status}", ""]
-                lines += [f"- {_escape(d)}" for d in r.details]
-                lines.append("")
-    if notes:
-        lines += ["## Cells that raised an error or stopped the notebook", ""]
-        lines += [f"- {_escape(n)}" for n in notes]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def format_summary(rows: Sequence[GradeRow]) -> str:
-    """A plain-text table: one line per student, points per notebook and the total."""
-    notebooks = sorted({r.notebook for r in rows})
-    students = sorted({r.student for r in rows})
-    header = ["student"] + [n.removesuffix(".ipynb") for n in notebooks] + ["total"]
-    table = [header]
-    for student in students:
-        mine = [r for r in rows if r.student == student]
-        line = [student]
-        for notebook in notebooks + [None]:
-            sel = [r for r in mine if notebook is None or r.notebook == notebook]
-            line.append(f"{_number(round(sum(r.points for r in sel), 2))}/"
-                        f"{_number(sum(r.max_points for r in sel))}")
-        table.append(line)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text)

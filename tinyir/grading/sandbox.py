@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyir.validate import check_choice
+
 SANDBOX_KINDS = ("auto", "bwrap", "none")
 MAX_PROCESSES = 64
 TMPFS_BYTES = 256 * 2**20
@@ -109,8 +111,7 @@ class Sandbox:
 
 def choose_sandbox(requested: str = "auto") -> Sandbox:
     """The sandbox for ``--sandbox requested``; "bwrap" raises when bubblewrap does not work."""
-    if requested not in SANDBOX_KINDS:
-        raise ValueError(f"sandbox: expected one of {SANDBOX_KINDS}, got {requested!r}")
+    check_choice("sandbox", requested, SANDBOX_KINDS)
     if requested == "none":
         return Sandbox("none")
     if sys.platform != "linux":

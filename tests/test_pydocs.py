@@ -1,4 +1,4 @@
-"""Tests for tinyir.data: the pydocs builder, its manifest, and the BEIR loader/writer."""
+"""Tests for tinyir.pydocs: the builder, its manifest, docstring cleaning and assembly."""
 
 from __future__ import annotations
 
@@ -8,27 +8,22 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_beir import read_all  # tests/ is on sys.path
 
-from tinyir import data
-from tinyir.data import (
-    BeirDataset,
-    build_pydocs,
-    check_manifest,
-    load_beir,
-    load_see_also,
-    training_pairs,
-    write_beir,
+from tinyir.beir import load_beir, load_see_also, training_pairs
+from tinyir.pydocs import PYDOCS_DIR, build_pydocs, check_manifest, dataset_fingerprint
+from tinyir.pydocs.build import BUILDER_VERSION, DATA_FILES, SPLITS, assemble
+from tinyir.pydocs.clean import (
+    MAX_BODY_CHARS,
+    MAX_SUMMARY_WORDS,
+    MIN_SUMMARY_WORDS,
+    make_entry,
+    parse_see_also,
+    resolve_see_also,
+    split_docstring,
 )
 
 SMALL_MODULES = ["heapq", "json", "numpy.linalg", "statistics", "textwrap"]
-
-
-def _read_all(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,8 +34,8 @@ def _read_all(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def pydocs(tmp_path_factory) -> Path:
     """data/pydocs when it is valid, else a fresh build. (Build speed is not a unit test.)"""
-    if not check_manifest(data.PYDOCS_DIR):
-        return data.PYDOCS_DIR
+    if not check_manifest(PYDOCS_DIR):
+        return PYDOCS_DIR
     folder = tmp_path_factory.mktemp("full") / "pydocs"
     build_pydocs(folder, progress=False)
     return folder
@@ -63,9 +58,9 @@ def test_real_build_sizes_and_manifest(pydocs):
     assert check_manifest(folder) == []
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["name"] == "pydocs"
-    assert manifest["builder_version"] == data.BUILDER_VERSION
+    assert manifest["builder_version"] == BUILDER_VERSION
     assert set(manifest["packages"]) == {"matplotlib", "numpy", "scikit-learn", "scipy", "torch"}
-    assert set(manifest["sha256"]) == set(data.DATA_FILES)
+    assert set(manifest["sha256"]) == set(DATA_FILES)
     counts = manifest["counts"]
     assert counts["corpus"] >= 8000
     assert counts["train"] >= 5000
@@ -77,7 +72,7 @@ def test_real_build_sizes_and_manifest(pydocs):
 
 def test_real_splits_disjoint_and_resolved(pydocs):
     folder = pydocs
-    splits = {split: load_beir(folder, split) for split in data.SPLITS}  # validates every qrel
+    splits = {split: load_beir(folder, split) for split in SPLITS}  # validates every qrel
     query_sets = [set(ds.qrels) for ds in splits.values()]
     doc_sets = [{d for rel in ds.qrels.values() for d in rel} for ds in splits.values()]
     for i in range(3):
@@ -111,7 +106,7 @@ def test_real_passages_are_clean(pydocs):
         assert not re.search(r" at 0x[0-9a-fA-F]{4,}", doc["text"]), doc_id  # no addresses
         assert str(Path.home()) + "/" not in doc["text"], doc_id
     for text in ds.queries.values():
-        assert data.MIN_SUMMARY_WORDS <= len(text.split()) <= data.MAX_SUMMARY_WORDS
+        assert MIN_SUMMARY_WORDS <= len(text.split()) <= MAX_SUMMARY_WORDS
         assert "``" not in text and ":func:" not in text
 
 
@@ -120,7 +115,7 @@ def test_full_build_is_byte_identical(pydocs, tmp_path):
     folder = pydocs
     again = tmp_path / "pydocs"
     build_pydocs(again, progress=False)
-    assert _read_all(again) == _read_all(folder)
+    assert read_all(again) == read_all(folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +126,7 @@ def test_full_build_is_byte_identical(pydocs, tmp_path):
 def test_small_build_deterministic(small, tmp_path):
     again = tmp_path / "again"
     build_pydocs(again, modules=list(reversed(SMALL_MODULES)), progress=False)
-    assert _read_all(again) == _read_all(small)
+    assert read_all(again) == read_all(small)
     manifest = json.loads((small / "manifest.json").read_text())
     assert manifest["modules"] == sorted(SMALL_MODULES)
     assert list(manifest["packages"]) == ["numpy"]
@@ -167,7 +162,7 @@ def test_stale_folder_is_rebuilt_with_reason(small, tmp_path, capsys, corrupt, r
     if corrupt == "package":
         manifest["packages"]["numpy"] = "0.0.1"
     elif corrupt == "builder":
-        manifest["builder_version"] = data.BUILDER_VERSION - 1
+        manifest["builder_version"] = BUILDER_VERSION - 1
     manifest_path.write_text(json.dumps(manifest))
     if corrupt == "file":
         with (folder / "corpus.jsonl").open("a") as handle:
@@ -181,7 +176,7 @@ def test_stale_folder_is_rebuilt_with_reason(small, tmp_path, capsys, corrupt, r
     build_pydocs(folder, modules=SMALL_MODULES, progress=False)
     assert reason in capsys.readouterr().err
     assert check_manifest(folder, modules=SMALL_MODULES) == []
-    assert _read_all(folder) == _read_all(small)
+    assert read_all(folder) == read_all(small)
     assert [p.name for p in tmp_path.iterdir()] == ["pydocs"]  # no temporary siblings left
 
 
@@ -206,14 +201,14 @@ BODY = "Parameters\n----------\na : array_like\n    Input array, any shape.\n"
 
 def test_split_docstring_signature_first():
     doc = "cumsum(a, axis=None)\n\nReturn the cumulative sum of the elements.\n\n" + BODY
-    assert data.split_docstring(doc) == (
+    assert split_docstring(doc) == (
         "cumsum(a, axis=None)",
         "Return the cumulative sum of the elements.",
         BODY.strip(),
     )
-    sig, summary, _ = data.split_docstring("D.clear() -> None.  Remove all items from D.")
+    sig, summary, _ = split_docstring("D.clear() -> None.  Remove all items from D.")
     assert (sig, summary) == ("D.clear() -> None", "Remove all items from D.")
-    sig, summary, body = data.split_docstring(
+    sig, summary, body = split_docstring(
         "\n    view(*shape) -> Tensor\n\n    Returns a new tensor\n    with the same data.\n\n"
         "    More text here.\n"
     )
@@ -222,34 +217,31 @@ def test_split_docstring_signature_first():
         "Returns a new tensor with the same data.",
         "More text here.",
     )
-    assert data.split_docstring("print(x) writes x to stdout.\n")[0] is None
+    assert split_docstring("print(x) writes x to stdout.\n")[0] is None
 
 
 def test_make_entry_cleaning():
-    query, text = data.make_entry(
+    query, text = make_entry(
         "numpy.cumsum", "Return the :func:`~numpy.cumulative` ``sum``.\n\n" + BODY, "(a, axis=None)"
     )
     assert query == "Return the cumulative sum."
     assert text == "cumsum(a, axis=None)\n" + BODY.strip()
-    assert data.make_entry("m.f", "Too short.\n\n" + BODY, None) is None  # < 4 words
-    assert data.make_entry("m.f", "Return the thing it returns.\n\nTiny body.", None) is None
-    assert data.make_entry("m.f", "add(x1, x2, /)\n\n" + BODY, None) is None  # no summary
-    assert (
-        data.make_entry("m.f", "See :func:`numpy.sum` for the details here.\n\n" + BODY, None)
-        is None
-    )
+    assert make_entry("m.f", "Too short.\n\n" + BODY, None) is None  # < 4 words
+    assert make_entry("m.f", "Return the thing it returns.\n\nTiny body.", None) is None
+    assert make_entry("m.f", "add(x1, x2, /)\n\n" + BODY, None) is None  # no summary
+    assert make_entry("m.f", "See :func:`numpy.sum` for the details here.\n\n" + BODY, None) is None
     lines = [f"line {i:04d} " * 8 for i in range(60)]
     long_doc = "Return the thing it returns.\n\n" + "\n".join(lines)
-    _, text = data.make_entry("m.f", long_doc, "(x=<object object at 0x7f00deadbeef>)")
+    _, text = make_entry("m.f", long_doc, "(x=<object object at 0x7f00deadbeef>)")
     sig_line, body = text.split("\n", 1)
     assert sig_line == "f(x=<object object>)"  # no memory address
-    kept = max(k for k in range(61) if len("\n".join(lines[:k])) <= data.MAX_BODY_CHARS)
+    kept = max(k for k in range(61) if len("\n".join(lines[:k])) <= MAX_BODY_CHARS)
     assert body == "\n".join(lines[:kept]).rstrip()  # capped at a line boundary
 
 
 def test_long_summary_is_cut_to_first_sentence():
     summary = "Compute the thing for each input, e.g. arrays. " + "More words here. " * 15
-    query, text = data.make_entry("m.f", summary + "\n\n" + BODY, None)
+    query, text = make_entry("m.f", summary + "\n\n" + BODY, None)
     assert query == "Compute the thing for each input, e.g. arrays."
     assert text.startswith("More words here.")
 
@@ -261,12 +253,12 @@ def test_parse_and_resolve_see_also():
         "    a description line : not a name\n\nNotes\n-----\nNothing.\n"
         "See :func:`numpy.trapezoid` and :meth:`Axes.plot`.\n"
     )
-    names = data.parse_see_also(doc)
+    names = parse_see_also(doc)
     assert names == ["cumprod", "numpy.sum", "numpy.diff", "ndarray.cumsum", "numpy.trapezoid",
                      "Axes.plot"]  # fmt: skip
     name_to_id = {n: n for n in ["numpy.cumprod", "numpy.sum", "numpy.ndarray.cumsum"]}
     ids = set(name_to_id) | {"numpy.cumsum"}
-    assert data.resolve_see_also("numpy.cumsum", names, name_to_id, ids) == [
+    assert resolve_see_also("numpy.cumsum", names, name_to_id, ids) == [
         "numpy.cumprod", "numpy.sum", "numpy.ndarray.cumsum",
     ]  # fmt: skip
 
@@ -290,7 +282,7 @@ def test_assemble_groups_shared_summaries():
         ],
         "names": {"pkg.a": "pkg.a", "pkg.b": "pkg.b", "pkg.c": "pkg.c"},
     }
-    out = data.assemble(walk)
+    out = assemble(walk)
     assert list(out["corpus"]) == ["pkg.a", "pkg.b", "pkg.c"]  # pkg.sub.c: same text as pkg.c
     assert sorted(out["queries"].values()) == [
         "Fit the model to the data.", "Predict labels for the samples.",
@@ -301,142 +293,8 @@ def test_assemble_groups_shared_summaries():
     assert out["see_also"] == {"pkg.c": ["pkg.b"]}
 
 
-# ---------------------------------------------------------------------------------------------
-# BEIR loader and writer
-# ---------------------------------------------------------------------------------------------
-
-CORPUS = {
-    "d1": {"title": "numpy.cumsum", "text": "Cumulative sum."},
-    "d2": {"title": "numpy.cumprod", "text": "Cumulative product."},
-    "d3": {"title": "", "text": "No title."},
-}
-QUERIES = {"q1": "running total", "q2": "running product", "q3": "nothing relevant"}
-QRELS = {
-    "test": {"q1": {"d1": 2, "d2": 0}, "q2": {"d2": 1}, "q3": {"d3": 0}},
-    "train": {"q1": {"d1": 1}},
-}
-
-
-@pytest.fixture
-def fixture_dir(tmp_path) -> Path:
-    folder = tmp_path / "tiny"
-    write_beir(folder, CORPUS, QUERIES, QRELS)
-    return folder
-
-
-def test_write_load_round_trip(fixture_dir):
-    ds = load_beir(fixture_dir, "test")
-    assert isinstance(ds, BeirDataset)
-    assert ds.corpus == CORPUS
-    assert ds.queries == {"q1": "running total", "q2": "running product"}  # q3: no positive
-    assert ds.qrels == {"q1": {"d1": 2, "d2": 0}, "q2": {"d2": 1}}  # grade 0 kept
-    assert ds.doc_ids == ["d1", "d2", "d3"]
-    assert ds.doc_texts() == ["numpy.cumsum Cumulative sum.", "numpy.cumprod Cumulative product.",
-                              "No title."]  # fmt: skip
-    assert ds.doc_texts(join_title=False)[0] == "Cumulative sum."
-    assert repr(ds) == "BeirDataset(name='tiny', split='test', corpus=3, queries=2, qrels=3)"
-    assert (fixture_dir / "qrels" / "test.tsv").read_text().splitlines()[0] == (
-        "query-id\tcorpus-id\tscore"
-    )
-    assert training_pairs(fixture_dir) == [("running total", "numpy.cumsum Cumulative sum.")]
-    assert training_pairs(ds, "test") == [
-        ("running total", "numpy.cumsum Cumulative sum."),
-        ("running product", "numpy.cumprod Cumulative product."),
-    ]
-    with pytest.raises(ValueError, match="split"):
-        training_pairs(ds)  # a test split given where train is asked for
-
-
-def test_headerless_qrels_and_blank_lines(fixture_dir):
-    (fixture_dir / "qrels" / "dev.tsv").write_text("q2\td2\t1\n\nq1\td1\t1.0\n")
-    ds = load_beir(fixture_dir, "dev")
-    assert ds.qrels == {"q2": {"d2": 1}, "q1": {"d1": 1}}
-    assert list(ds.queries) == ["q1", "q2"]  # queries.jsonl order
-
-
-def test_write_beir_is_atomic(fixture_dir):
-    before = _read_all(fixture_dir)
-    with pytest.raises(ValueError, match="corpus-id 'nope'"):
-        write_beir(fixture_dir, CORPUS, QUERIES, {"test": {"q1": {"nope": 1}}})
-    assert _read_all(fixture_dir) == before
-    assert [p.name for p in fixture_dir.parent.iterdir()] == ["tiny"]
-    write_beir(
-        fixture_dir, {"x": {"title": "", "text": "new"}}, {"q": "y"}, {"test": {"q": {"x": 1}}}
-    )
-    assert load_beir(fixture_dir).corpus == {"x": {"title": "", "text": "new"}}
-    assert not (fixture_dir / "qrels" / "train.tsv").exists()  # the old folder was replaced
-
-
-def _replace_line(path: Path, line_no: int, new: str) -> None:
-    lines = path.read_text().splitlines()
-    lines[line_no - 1] = new
-    path.write_text("\n".join(lines) + "\n")
-
-
-@pytest.mark.parametrize(
-    ("file", "line_no", "new", "message"),
-    [
-        ("corpus.jsonl", 2, '{"_id": "d2", "text": ', "corpus.jsonl line 2: invalid JSON"),
-        ("corpus.jsonl", 3, '{"_id": "d3"}', "corpus.jsonl line 3: expected key 'text'"),
-        ("corpus.jsonl", 1, "[1, 2]", "corpus.jsonl line 1: expected a JSON object"),
-        ("corpus.jsonl", 2, '{"_id": "d1", "text": "x"}',
-         "corpus.jsonl line 2: duplicate _id 'd1'"),
-        ("queries.jsonl", 2, '{"text": "x"}', "queries.jsonl line 2: expected key '_id'"),
-        ("qrels/test.tsv", 2, "q1\td1", "qrels/test.tsv line 2: expected 3"),
-        ("qrels/test.tsv", 3, "q1\tnumpy.foo\t1",
-         "qrels/test.tsv line 3: corpus-id 'numpy.foo' not found in corpus.jsonl"),
-        ("qrels/test.tsv", 4, "q9\td1\t1",
-         "qrels/test.tsv line 4: query-id 'q9' not found in queries.jsonl"),
-        ("qrels/test.tsv", 2, "q1\td1\thigh", "qrels/test.tsv line 2: score"),
-    ],
-)  # fmt: skip
-def test_load_beir_errors_name_file_and_line(fixture_dir, file, line_no, new, message):
-    _replace_line(fixture_dir / file, line_no, new)
-    with pytest.raises(ValueError) as info:
-        load_beir(fixture_dir, "test")
-    assert message in str(info.value)
-
-
-@pytest.mark.parametrize("missing", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
-def test_load_beir_missing_files(fixture_dir, missing):
-    (fixture_dir / missing).unlink()
-    with pytest.raises(FileNotFoundError, match=missing):
-        load_beir(fixture_dir, "test")
-
-
-def test_load_beir_unknown_split_and_folder(fixture_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"qrels/dev.tsv.*\['test', 'train'\]"):
-        load_beir(fixture_dir, "dev")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_beir(tmp_path / "nowhere")
-
-
-def test_see_also_loader_errors(fixture_dir):
-    with pytest.raises(FileNotFoundError, match="see_also.jsonl"):
-        load_see_also(fixture_dir)
-    (fixture_dir / "see_also.jsonl").write_text(
-        '{"_id": "d1", "see_also": ["d2"]}\n{"_id": "d2"}\n'
-    )
-    with pytest.raises(ValueError, match="see_also.jsonl line 2"):
-        load_see_also(fixture_dir)
-
-
 def test_fingerprint_is_stable_and_requires_a_manifest(tmp_path):
-    from tinyir.data import PYDOCS_DIR, dataset_fingerprint
-
     assert dataset_fingerprint(PYDOCS_DIR) == dataset_fingerprint(PYDOCS_DIR)
     assert len(dataset_fingerprint(PYDOCS_DIR)) == 16
     with pytest.raises(FileNotFoundError, match="manifest"):
         dataset_fingerprint(tmp_path)
-
-
-def test_subset_keeps_judged_documents_and_is_seeded():
-    from tinyir.data import PYDOCS_DIR
-
-    ds = load_beir(PYDOCS_DIR, "dev")
-    a, b = ds.subset(50, 300, seed=1), ds.subset(50, 300, seed=1)
-    assert a.queries == b.queries and list(a.corpus) == list(b.corpus)
-    assert len(a.queries) == 50 and len(a.corpus) == 300
-    assert all(doc_id in a.corpus for rel in a.qrels.values() for doc_id in rel)
-    with pytest.raises(ValueError, match="n_docs"):
-        ds.subset(50, 10)
