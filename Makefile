@@ -1,8 +1,8 @@
 # tinyir: two commands for a newcomer.
 #   make course   set up .venv (if needed), build the dataset, start JupyterLab on notebooks/
 #   make test     set up .venv (if needed), build the dataset, run the whole test suite
-# Other targets: make data, make test-1thread, make test-gpu, make test-browser, make bench,
-# make grader-image, make lint, make clean-venv.
+# Other targets: make book, make data, make test-1thread, make test-gpu, make test-browser,
+# make bench, make grader-image, make lint, make clean-venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # Fewer progress-bar refreshes: a flood of widget messages can outrun nbval's 5 s output wait.
 export TQDM_MININTERVAL := 1
 
-.PHONY: install data course system-deps test test-1thread test-fast test-notebooks test-gpu \
+.PHONY: install data course book system-deps test test-1thread test-fast test-notebooks test-gpu \
         test-browser bench grader-image lint clean-venv
 
 install: $(STAMP)
@@ -36,6 +36,12 @@ data: $(STAMP)
 course: data
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# The reader's edition: build/book/index.html, a static site of the executed course (offline,
+# no scripts). It publishes the copies `make test` executed (build/executed/) and executes only
+# the notebooks whose copy is missing, failed or older than the notebook.
+book: data
+	$(BIN)/python -m tinyir.course.book
+
 # Debian packages some tests need: bubblewrap (the grading sandbox) and chromium (the quiz's
 # real-browser test). Installed when missing and run as root (as CI is); elsewhere those tests
 # skip, and pytest's summary says which command installs them.
@@ -48,8 +54,9 @@ system-deps:
 test test-1thread test-fast test-notebooks test-browser: export TINYIR_HOME := $(CURDIR)/.tinyir/test-home
 
 # Unit, oracle and grading tests, then every lesson and solution notebook under nbval (each in a
-# fresh kernel, with its time budget checked by conftest.py); then the unit and grading tests
-# again on one thread (test-1thread).
+# fresh kernel, with its time budget checked by conftest.py, its executed copy kept in
+# build/executed/), then the book built from those copies, checked in Chromium; then the unit and
+# grading tests again on one thread (test-1thread).
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 test: data system-deps
 	$(BIN)/python -m pytest tests notebooks solutions $(NBVAL)

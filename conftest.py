@@ -1,21 +1,36 @@
-"""Notebook time budgets, enforced when nbval runs the lessons and solutions.
+"""Notebook time budgets, enforced when nbval runs the lessons and solutions; the executed copies.
 
 Each notebook states its budget in its metadata: ``{"tinyir": {"budget_seconds": 180}}``.
 nbval runs a notebook cell by cell (one test item per cell, in a fresh kernel per notebook);
 here we add up the cells' durations per notebook and fail the run when a notebook is over its
 budget times ``TINYIR_BUDGET_SLACK`` (default 1.25: shared CI machines are noisy). A table of
 every notebook's runtime is printed at the end of the run.
+
+The run also keeps what it executed: when a notebook's last cell is done, the notebook with every
+cell's outputs is written (atomically) to ``build/executed/<folder>/<name>.ipynb``, with
+``metadata.tinyir.executed`` saying whether every cell ran and passed, how long it took and the
+sha256 of the source it ran. ``make book`` publishes those copies; nothing executes twice.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 from collections import defaultdict
 from pathlib import Path
 
+import nbformat
+
+from tinyir.atomic import write_atomic
+
 _durations: dict[str, float] = defaultdict(float)
 _budgets: dict[str, float] = {}
+_failed_cells: dict[str, int] = defaultdict(int)  # notebook path -> cells that failed
+_run_cells: dict[str, int] = defaultdict(int)  # notebook path -> cells that ran
+ROOT = Path(__file__).resolve().parent
+EXECUTED_DIR = ROOT / "build" / "executed"
 
 
 def _budget_of(path: Path) -> float | None:
@@ -27,12 +42,48 @@ def _budget_of(path: Path) -> float | None:
 
 
 def pytest_runtest_logreport(report):
-    path = Path(str(report.fspath))
+    path = Path(str(report.fspath)).resolve()
     if path.suffix != ".ipynb":
         return
     _durations[str(path)] += report.duration
     if str(path) not in _budgets:
         _budgets[str(path)] = _budget_of(path)
+    if report.when == "call":
+        _run_cells[str(path)] += 1
+    if report.failed:
+        _failed_cells[str(path)] += 1
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Keep each nbval cell's outputs in its notebook; write the notebook after its last cell."""
+    cell, outputs = getattr(item, "cell", None), getattr(item, "test_outputs", None)
+    if cell is None or not hasattr(item.parent, "nb"):
+        return
+    cell.outputs = [copy.deepcopy(o) for o in outputs or []]
+    cell.execution_count = item.cell_num + 1
+    for output in cell.outputs:
+        if output.get("output_type") == "execute_result":
+            output["execution_count"] = cell.execution_count
+    if nextitem is None or nextitem.parent is not item.parent:
+        _write_executed(Path(str(item.parent.fspath)).resolve(), item.parent.nb)
+
+
+def _write_executed(path: Path, nb) -> None:
+    code_cells = sum(c.cell_type == "code" for c in nb.cells)
+    key = str(path)
+    nb = copy.deepcopy(nb)
+    nb.metadata.setdefault("tinyir", {})["executed"] = {
+        "complete": _run_cells[key] == code_cells and _failed_cells[key] == 0,
+        "cells_run": _run_cells[key], "cells_failed": _failed_cells[key],
+        "seconds": round(_durations[key], 1),
+        "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    try:
+        folder = path.parent.relative_to(ROOT)
+    except ValueError:  # a notebook outside the repository (a test's temporary one)
+        return
+    write_atomic(EXECUTED_DIR / folder / path.name, nbformat.writes(nb))
+    (EXECUTED_DIR / folder / path.name).chmod(0o644)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -59,3 +110,8 @@ def pytest_sessionfinish(session, exitstatus):
     slack = float(os.environ.get("TINYIR_BUDGET_SLACK", "1.25"))
     if any(_budgets.get(p) is not None and s > _budgets[p] * slack for p, s in _durations.items()):
         session.exitstatus = 1
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The book's browser test reads what the notebooks wrote: it runs after them."""
+    items.sort(key=lambda item: item.get_closest_marker("book") is not None)

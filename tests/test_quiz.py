@@ -297,6 +297,30 @@ def test_widget_display_carries_a_text_fallback(tmp_path, monkeypatch):
     (bundle,) = shown
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"] == quiz.text()
+    assert bundle["text/html"] == quiz.html()
+
+
+def test_static_html_folds_every_answer_away(tmp_path, monkeypatch):
+    """Where widgets cannot run (a static page) the quiz is HTML: every question and choice in
+    view, each answer and explanation inside a closed <details>."""
+    shown = []
+    monkeypatch.setenv("TINYIR_PLAIN_QUIZ", "1")
+    monkeypatch.setattr("tinyir.course.quiz._in_kernel", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    quiz = Quiz.load("06_pooling", store=ProgressStore(tmp_path / "p.json"))
+    quiz.show()
+    (bundle,) = shown
+    page = bundle["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+    assert page.count("<details>") == page.count("</details>") == len(quiz.questions)
+    assert "<details open" not in page  # folded
+    for question in quiz.questions:
+        visible, _, folded = page.partition(inline_markdown(question.prompt))[2].partition("<details>")
+        assert all(inline_markdown(c.text) in visible for c in question.choices)
+        answer = folded.partition("</details>")[0]
+        assert f"({question.answer})" in answer
+        assert all(inline_markdown(c.explanation) in answer for c in question.choices)
+    assert not (tmp_path / "p.json").exists()  # showing it records nothing
 
 
 # -- the progress store ---------------------------------------------------------------------------

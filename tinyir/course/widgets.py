@@ -11,6 +11,8 @@ a terminal (no widget front end) ``storage_calculator`` prints the table for its
 
 from __future__ import annotations
 
+import html
+
 from tinyir.storage import INDEX_TYPES, format_bytes, storage_cost
 
 DTYPES = ("fp32", "fp16", "int8", "binary")
@@ -146,4 +148,22 @@ def storage_calculator(
     update()
     box = widgets.VBox([*inputs.values(), output])
     box.add_class("tinyir-storage-calculator")  # the browser test finds it by this class
-    return box
+    return with_static_html(box, lambda: (
+        "<p><i>In Jupyter an interactive calculator runs here; this page shows its output for "
+        "the inputs it started with:</i></p><pre>"
+        + html.escape(storage_report(**{name: w.value for name, w in inputs.items()}))
+        + "</pre>"))
+
+
+def with_static_html(widget, make_html):
+    """``widget``, displayed with a ``text/html`` fallback from ``make_html()`` beside its widget
+    view: Jupyter renders the live widget; pages where widgets cannot run (nbconvert, the book)
+    render the HTML."""
+    widget_bundle = widget._repr_mimebundle_
+
+    def bundle(**kwargs):
+        data = widget_bundle(**kwargs)
+        return data if data is None else {**data, "text/html": make_html()}
+
+    widget._repr_mimebundle_ = bundle
+    return widget
