@@ -6,7 +6,7 @@ import torch
 
 from tinyir.beir import BeirDataset
 from tinyir.evaluate import dense_run, evaluate_model
-from tinyir.metrics import evaluate, per_query
+from tinyir.metrics import mean_metrics, per_query
 
 
 class LookupEncoder:
@@ -45,7 +45,7 @@ def test_dense_run_ranks_every_query_by_dot_product():
 def test_evaluate_model_is_evaluate_of_the_dense_run():
     dataset, model = toy()
     run = dense_run(model, dataset, k=10)
-    assert evaluate_model(model, dataset, k_values=(1, 10)) == evaluate(run, dataset.qrels, (1, 10))
+    assert evaluate_model(model, dataset, k_values=(1, 10)) == mean_metrics(run, dataset.qrels, (1, 10))
     # q1 finds its answer first; q2 finds both of its answers in the top 2
     assert per_query(run, dataset.qrels, "recall@2") == {"q1": 1.0, "q2": 1.0}
     assert per_query(run, dataset.qrels, "recall@1") == {"q1": 1.0, "q2": 0.5}

@@ -15,7 +15,7 @@ import tinyir.metrics
 from tinyir.metrics import (
     PairedDifference,
     average_precision_at_k,
-    evaluate,
+    mean_metrics,
     mrr_at_k,
     ndcg_at_k,
     paired_bootstrap,
@@ -75,8 +75,8 @@ def test_ties_change_the_rank():
     assert mrr_at_k({"a": 1.0, "0": 1.0}, rel, 10) == 1.0  # "a" > "0" goes first
 
 
-def test_evaluate_hand_computed():
-    result = evaluate(RUN, QRELS, k_values=(1, 5))
+def test_mean_metrics_hand_computed():
+    result = mean_metrics(RUN, QRELS, k_values=(1, 5))
     # Averaged over q1, q2, q4 (q3 has no relevant doc); q4 is missing from the run -> 0.
     assert result["mrr@1"] == pytest.approx((1 + 0 + 0) / 3, abs=1e-12)
     assert result["mrr@5"] == pytest.approx((1 + 0.5 + 0) / 3, abs=1e-12)
@@ -105,9 +105,9 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="ranking"):
         ndcg_at_k("d1", QRELS["q1"], 3)
     with pytest.raises(ValueError, match="qrels"):
-        evaluate(RUN, {"q3": {"z": 0}})
+        mean_metrics(RUN, {"q3": {"z": 0}})
     with pytest.raises(ValueError, match="k_values"):
-        evaluate(RUN, QRELS, k_values=())
+        mean_metrics(RUN, QRELS, k_values=())
 
 
 def random_run_and_qrels(seed: int, num_queries: int = 40, num_docs: int = 300):
@@ -146,8 +146,8 @@ def test_matches_pytrec_eval_randomized(seed):
     for qid in run:
         assert abs(mrr_at_k(run[qid], qrels[qid], 10) - cut[qid]["recip_rank"]) < 1e-9
 
-    # evaluate() averages the same numbers over queries with a relevant doc.
-    averaged = evaluate(run, qrels, k_values=(10, 100))
+    # mean_metrics() averages the same numbers over queries with a relevant doc.
+    averaged = mean_metrics(run, qrels, k_values=(10, 100))
     judged = [qid for qid in qrels if any(g > 0 for g in qrels[qid].values())]
     for ours, theirs in (("ndcg@10", "ndcg_cut_10"), ("recall@100", "recall_100"),
                          ("map@100", "map_cut_100"), ("precision@10", "P_10")):
@@ -174,7 +174,7 @@ def test_run_from_topk_numpy_and_torch():
 # ---- per-query scores and the paired bootstrap -------------------------------------------------
 
 
-def test_per_query_matches_evaluate():
+def test_per_query_matches_mean_metrics():
     scores = per_query(RUN, QRELS, "ndcg@5")
     assert set(scores) == {"q1", "q2", "q4"}  # judged queries only; q4 (missing) scores 0
     assert scores["q4"] == 0.0
@@ -182,7 +182,7 @@ def test_per_query_matches_evaluate():
     for metric in ("ndcg@5", "recall@1", "mrr@5", "map@5", "precision@1"):
         values = per_query(RUN, QRELS, metric)
         assert sum(values.values()) / len(values) == pytest.approx(
-            evaluate(RUN, QRELS, k_values=(1, 5))[metric], abs=1e-12
+            mean_metrics(RUN, QRELS, k_values=(1, 5))[metric], abs=1e-12
         )
     with pytest.raises(ValueError, match="metric"):
         per_query(RUN, QRELS, "ndcg")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from toy_retrieval import QRELS, QUERIES  # tests/ is on sys.path; the fixtures: conftest.py
 
-from tinyir.metrics import evaluate
+from tinyir.metrics import mean_metrics
 from tinyir.pipeline import compare_systems, format_hits, model_fingerprint, search_box
 
 
@@ -31,7 +31,7 @@ def test_compare_systems_table(ds, bm25, dense):
     assert comparison["oracle"].metrics["ndcg@3"] == pytest.approx(1.0)
     assert comparison["oracle"].index_bytes == 7
     assert comparison.metric("recall@3")["oracle"] == pytest.approx(1.0)
-    assert comparison["bm25"].metrics == evaluate(comparison.runs["bm25"], ds.qrels, (1, 3))
+    assert comparison["bm25"].metrics == mean_metrics(comparison.runs["bm25"], ds.qrels, (1, 3))
     assert all(r.ms_per_query >= 0 and r.batch_ms_per_query >= 0 for r in comparison.rows)
     text = comparison.table(("ndcg@3", "recall@3"))
     assert "oracle" in text and "ndcg@3" in text and len(text.splitlines()) == 5

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from tinyir.beir import BeirDataset, load_beir
-from tinyir.metrics import evaluate, run_from_topk
+from tinyir.metrics import mean_metrics, run_from_topk
 from tinyir.retrievers import BM25Retriever, DenseRetriever
 from tinyir.validate import check_positive
 
@@ -100,7 +100,7 @@ def evaluate_beir(
         for qid, hits in run_from_topk(query_ids, doc_ids, scores, indices).items()
     }
     # Every cut-off is reported; with k below a cut-off the run simply holds fewer documents.
-    metrics = evaluate(run, dataset.qrels, k_values=K_VALUES)
+    metrics = mean_metrics(run, dataset.qrels, k_values=K_VALUES)
     return EvalResult(
         metrics=metrics, run=run, queries=len(query_ids), docs=len(doc_ids),
         seconds=time.perf_counter() - start,
@@ -120,7 +120,7 @@ def dense_run(
     """The exact top ``k`` of a bi-encoder for every query of a (small) BEIR split, as a run.
 
     Encodes the corpus (unless ``doc_embeddings`` (N, D) are given, in corpus order) and the
-    queries. Returns {query_id: {doc_id: score}}: score it with ``tinyir.metrics.evaluate`` for
+    queries. Returns {query_id: {doc_id: score}}: score it with ``tinyir.metrics.mean_metrics`` for
     the means, or ``tinyir.metrics.per_query`` for paired comparisons between models.
     """
     retriever = DenseRetriever(model, None if doc_embeddings is not None else dataset.doc_texts(),
@@ -146,8 +146,8 @@ def evaluate_model(
 
     Encodes the corpus (unless ``doc_embeddings`` (N, D) are given, in corpus order) and the
     queries, takes the exact top max(k_values) (:func:`dense_run`) and returns
-    ``tinyir.metrics.evaluate``'s dict.
+    ``tinyir.metrics.mean_metrics``'s dict.
     """
     run = dense_run(model, dataset, max(k_values), batch_size=batch_size, max_length=max_length,
                     doc_embeddings=doc_embeddings, progress=progress)
-    return evaluate(run, dataset.qrels, k_values=k_values)
+    return mean_metrics(run, dataset.qrels, k_values=k_values)

@@ -128,7 +128,7 @@ METRICS = {
 }
 
 
-def evaluate(
+def mean_metrics(
     run: Mapping[str, Mapping[str, float]],
     qrels: Mapping[str, Mapping[str, int]],
     k_values: Sequence[int] = (1, 10, 100, 1000),
@@ -180,9 +180,9 @@ def per_query(
 ) -> dict[str, float]:
     """One metric per judged query: {query_id: value}, for paired comparisons.
 
-    Same queries and conventions as :func:`evaluate`: every query of ``qrels`` with a relevant
+    Same queries and conventions as :func:`mean_metrics`: every query of ``qrels`` with a relevant
     document, a query missing from the run scores 0, so ``mean(per_query(...).values())`` equals
-    ``evaluate(...)[metric]``. metric: "ndcg@10", "recall@100", "mrr@10", "map@100" or
+    ``mean_metrics(...)[metric]``. metric: "ndcg@10", "recall@100", "mrr@10", "map@100" or
     "precision@1" (any k).
     """
     name, k = _parse_metric(metric)
@@ -310,7 +310,7 @@ def run_from_topk(
     scores: np.ndarray | torch.Tensor,
     indices: np.ndarray | torch.Tensor,
 ) -> Run:
-    """Turn top-k search output into a run dict for ``evaluate``.
+    """Turn top-k search output into a run dict for ``mean_metrics``.
 
     query_ids: Q ids, one per row. doc_ids: the corpus ids, ``doc_ids[j]`` names column j.
     scores: (Q, k) float; indices: (Q, k) int into ``doc_ids`` (numpy or torch, any device).

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tinyir.beir import BeirDataset
-from tinyir.metrics import evaluate, run_from_topk
+from tinyir.metrics import mean_metrics, run_from_topk
 from tinyir.validate import check_positive
 
 
@@ -97,7 +97,7 @@ def compare_systems(
 ) -> Comparison:
     """Run every system over ``dataset``'s queries and measure it.
 
-    Quality: the top max(k_values) of every query, scored with :func:`tinyir.metrics.evaluate`
+    Quality: the top max(k_values) of every query, scored with :func:`tinyir.metrics.mean_metrics`
     against ``dataset.qrels`` (nDCG@k, Recall@k, ...). Latency: ``latency_queries`` queries sent
     one at a time, ``latency_repeats`` times each; the fastest try of each query (other
     processes only ever add time), then the median over queries, in ms. The systems take turns
@@ -120,7 +120,7 @@ def compare_systems(
         scores, indices = system.retrieve(texts, k)
         batch_seconds[name] = time.perf_counter() - start
         runs[name] = run_from_topk(query_ids, doc_ids, scores, indices)
-        metrics[name] = evaluate(runs[name], dataset.qrels, k_values)
+        metrics[name] = mean_metrics(runs[name], dataset.qrels, k_values)
     fastest = {name: [] for name in systems}  # per system: the fastest try of each query
     for text in texts[:latency_queries]:
         tries = {name: [] for name in systems}

@@ -186,7 +186,7 @@ class RerankResult:
 
     def run(self, query_ids: Sequence[str], doc_ids: Sequence[str],
             first_stage: bool = False) -> dict[str, dict[str, float]]:
-        """{query id: {doc id: score}} for :func:`tinyir.metrics.evaluate` (reranked, or the
+        """{query id: {doc id: score}} for :func:`tinyir.metrics.mean_metrics` (reranked, or the
         first stage's ranking with ``first_stage=True``)."""
         indices = self.first_stage_indices if first_stage else self.indices
         scores = self.first_stage_scores if first_stage else self.scores

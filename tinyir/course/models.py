@@ -30,7 +30,7 @@ from tinyir.cache import cached_model
 from tinyir.device import seed_everything
 from tinyir.encoder import Encoder, EncoderConfig
 from tinyir.evaluate import dense_run
-from tinyir.metrics import evaluate, per_query
+from tinyir.metrics import mean_metrics, per_query
 from tinyir.pydocs import PYDOCS_DIR, dataset_fingerprint
 from tinyir.tokenizer import Tokenizer
 from tinyir.train import TrainConfig, TrainHistory, train_biencoder
@@ -155,7 +155,7 @@ def validation_eval_fn(recipe: FinetuneRecipe = FINETUNE_RECIPE):
 
     def eval_fn(model: BiEncoder) -> dict:
         run = dense_run(model, dataset, k=10, max_length=recipe.eval_max_length)
-        metrics = evaluate(run, dataset.qrels, k_values=(10,))
+        metrics = mean_metrics(run, dataset.qrels, k_values=(10,))
         return {**{name: metrics[name] for name in EVAL_METRICS},
                 "per_query": {name: per_query(run, dataset.qrels, name) for name in EVAL_METRICS}}
 

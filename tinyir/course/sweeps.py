@@ -25,7 +25,7 @@ import torch
 from tinyir.beir import BeirDataset, training_pairs
 from tinyir.biencoder import BiEncoder
 from tinyir.evaluate import dense_run
-from tinyir.metrics import evaluate, per_query
+from tinyir.metrics import mean_metrics, per_query
 from tinyir.pydocs import PYDOCS_DIR
 from tinyir.train import TrainConfig, TrainHistory, train_biencoder
 
@@ -131,7 +131,7 @@ def train_tiny(
     history = train_biencoder(model, examples, config, eval_before=False, progress=progress)
     run = dense_run(model, dataset, 10, max_length=budget.eval_max_length)
     names = ("recall@10", "ndcg@10", "mrr@10")
-    metrics = evaluate(run, dataset.qrels, k_values=(10,))
+    metrics = mean_metrics(run, dataset.qrels, k_values=(10,))
     settings = {"pooling": pooling, "causal": causal, "temperature": temperature,
                 "matryoshka_dims": matryoshka_dims}
     return SweepRun(label, settings, model, history, {k: metrics[k] for k in names},
