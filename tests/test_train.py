@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tinyir.biencoder import BiEncoder
 from tinyir.encoder import Encoder, EncoderConfig
+from tinyir.testing import assert_close
 from tinyir.tokenizer import Tokenizer
 from tinyir.train import (
     TrainConfig,
@@ -199,3 +202,126 @@ def test_fit_rejects_a_bad_learning_rate():
     model, x, y = _regression()
     with pytest.raises(ValueError, match="lr"):
         fit(model, [[[0, 1]]], lambda rows: model(x[rows]).sum(), lr=0.0)
+
+
+# -- gradient caching and processes -----------------------------------------------------------
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _dropout_model(dropout: float) -> BiEncoder:
+    torch.manual_seed(0)
+    config = EncoderConfig.tiny(vocab_size=TOKENIZER.vocab_size, hidden_size=32, num_layers=2,
+                                num_heads=2, intermediate_size=64, max_position=64,
+                                dropout=dropout)
+    return BiEncoder(Encoder(config), TOKENIZER, pooling="mean", normalize=True, max_length=32)
+
+
+def _triples(n: int = 8):
+    pairs = toy_pairs()
+    # Each negative is another topic's passage, reworded: no text repeats, so batches are full.
+    return [(q, p, (pairs[(i + 3) % len(pairs)][1] + " instead",))
+            for i, (q, p) in enumerate(pairs[:n])]
+
+
+@pytest.mark.parametrize("extra", [{}, {"symmetric": True}, {"loss": "triplet"},
+                                   {"matryoshka_dims": (8, 16, 32)}])
+def test_cached_step_has_the_full_batch_gradient(extra):
+    """GradCache in mini-batches of 3 texts: the same loss and the same weight gradients as one
+    full-batch step (8 queries, 8 positives, 8 hard negatives), by the tolerance rule."""
+    from tinyir.train import _cached_step_loss, _step_loss
+
+    batch = _triples()
+    plain_config = TrainConfig(**extra)
+    cached_config = TrainConfig(mini_batch=3, **extra)
+    plain, cached = _dropout_model(0.0).train(), _dropout_model(0.0).train()
+    expected_loss = _step_loss(plain, batch, 1, plain_config)
+    expected_loss.backward()
+    loss = _cached_step_loss(cached, batch, 1, cached_config)
+    assert not loss.requires_grad
+    assert_close(loss, expected_loss, depth=4, what="cached loss")
+    expected = _grads(plain)
+    got = _grads(cached)
+    assert got.keys() == expected.keys()
+    scale = max(float(g.abs().max()) for g in expected.values())  # a key bias's is ~0 (exactly,
+    for name in expected:                                         # in exact arithmetic)
+        assert_close(got[name], expected[name], depth=8, scale=scale, what=f"gradient of {name}")
+
+
+def test_cached_step_replays_dropout():
+    """With dropout on, the second (gradient) pass must draw the masks of the first: the cached
+    gradients equal those of embedding the same mini-batches with gradients in one pass."""
+    from tinyir.train import _batch_loss, _cached_step_loss, _texts
+
+    batch, config = _triples(), TrainConfig(mini_batch=4)
+    reference, cached = _dropout_model(0.3).train(), _dropout_model(0.3).train()
+    queries, docs = _texts(batch)
+    torch.manual_seed(5)
+    parts = [reference(reference.tokenize(t[i:i + 4], 32)) for t in (queries, docs)
+             for i in range(0, len(t), 4)]
+    embeddings = torch.cat(parts)
+    _batch_loss(embeddings[:8], embeddings[8:], 1, config).backward()
+    torch.manual_seed(5)
+    _cached_step_loss(cached, batch, 1, config)
+    expected = _grads(reference)
+    scale = max(float(g.abs().max()) for g in expected.values())
+    for name, grad in _grads(cached).items():
+        assert_close(grad, expected[name], depth=8, scale=scale, what=f"gradient of {name} with dropout")
+
+
+def test_training_with_a_cache_is_training_without():
+    plain, cached = _dropout_model(0.0), _dropout_model(0.0)
+    examples = _triples(16)
+    train_biencoder(plain, examples, TrainConfig(epochs=2, batch_size=8, lr=1e-3), progress=False)
+    train_biencoder(cached, examples, TrainConfig(epochs=2, batch_size=8, lr=1e-3, mini_batch=5),
+                    progress=False)
+    for (name, a), b in zip(plain.state_dict().items(), cached.state_dict().values(), strict=True):
+        assert_close(b, a, depth=16, scale=max(1.0, float(a.abs().max())), what=name)
+
+
+def _train_in_process(rank: int, world: int, port: int, out: str, mini_batch) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        model = _dropout_model(0.0)
+        if rank == 1:  # a different start: training must begin from rank 0's weights
+            torch.nn.init.normal_(model.encoder.embeddings.word_embeddings.weight)
+        history = train_biencoder(model, _triples(16), TrainConfig(
+            epochs=2, batch_size=8, lr=1e-3, mini_batch=mini_batch), progress=False)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  f"{out}/rank{rank}.safetensors")
+        Path(f"{out}/rank{rank}.json").write_text(json.dumps(history.losses))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mini_batch", [None, 3])
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, mini_batch):
+    """Two gloo processes on localhost, each embedding half of every batch of 8 and gathering the
+    other half with gradients, end where one process with batches of 8 ends (tolerance rule)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_train_in_process, args=(2, port, str(tmp_path), mini_batch), nprocs=2, join=True)
+    alone = _dropout_model(0.0)
+    history = train_biencoder(alone, _triples(16), TrainConfig(epochs=2, batch_size=8, lr=1e-3),
+                              progress=False)
+    for rank in range(2):
+        losses = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        state = load_file(tmp_path / f"rank{rank}.safetensors")
+        assert len(losses) == len(history.losses) == 4
+        assert_close(torch.tensor(losses), torch.tensor(history.losses), depth=8,
+                     what="the loss of every step")
+        for name, a in alone.state_dict().items():
+            assert_close(state[name], a, depth=16, scale=max(1.0, float(a.abs().max())),
+                         what=name)

@@ -111,9 +111,19 @@ def fit(
     gradients after each epoch (and before the first with ``eval_before``). ``save_to``: after
     each epoch the model's ``save_pretrained(save_to)`` (atomic) and ``training.json`` (the
     history so far) beside it. The model is left in eval mode.
+
+    Under ``torch.distributed`` (one process per device, each given its share of every batch by
+    the caller) the processes start from rank 0's weights and average their gradients before
+    each step, as DDP does; only rank 0 shows progress, evaluates and saves.
+    A ``step_loss`` may back-propagate itself (gradient caching) and return a detached loss.
     """
     check_positive("lr", lr, integer=False)
     seed_everything(seed)
+    rank, world = process_group()
+    if world > 1:  # every process starts from rank 0's weights, as DDP does
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
+    progress, eval_fn, save_to = (progress, eval_fn, save_to) if rank == 0 else (False, None, None)
     total_steps = sum(len(batches) for batches in epochs)
     optimizer = torch.optim.AdamW(model.parameters() if params is None else params, lr=lr,
                                   weight_decay=weight_decay)
@@ -126,9 +136,12 @@ def fit(
     for epoch, batches in enumerate(epochs, start=1):
         model.train()
         for batch in batches:
-            loss = step_loss(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = step_loss(batch)
+            if loss.requires_grad:  # a cached step has back-propagated already
+                loss.backward()
+            if world > 1:
+                _average_gradients(model, world)
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
@@ -145,6 +158,24 @@ def fit(
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def process_group() -> tuple[int, int]:
+    """(this process's rank, the number of processes) under ``torch.distributed``; (0, 1) alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(model: torch.nn.Module, world: int) -> None:
+    """What DistributedDataParallel does after backward: every gradient, averaged over the
+    processes (here one all-reduce per tensor; DDP buckets them and overlaps with backward)."""
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= world
 
 
 def _evaluate(model: torch.nn.Module, eval_fn, epoch: int, history: TrainHistory) -> None:
@@ -195,6 +226,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
+    mini_batch: int | None = None      # GradCache: embed this many texts at a time (None: all)
 
     def __post_init__(self):
         check_choice("loss", self.loss, LOSSES)
@@ -202,6 +234,8 @@ class TrainConfig:
             check_positive(name, getattr(self, name))
         for name in ("temperature", "lr"):
             check_positive(name, getattr(self, name), integer=False)
+        if self.mini_batch is not None:
+            check_positive("mini_batch", self.mini_batch)
 
 
 def make_batches(
@@ -253,7 +287,12 @@ def train_biencoder(
     epochs = [make_batches(data, config.batch_size, rng) for _ in range(config.epochs)]
     if K == 0:  # a lone pair has no in-batch negative: its loss is 0 and its step is wasted
         epochs = [[b for b in batches if len(b) > 1] for batches in epochs]
-    return fit(model, epochs, lambda batch: _step_loss(model, [data[i] for i in batch], K, config),
+    rank, world = process_group()
+    if world > 1:  # each process embeds its slice of every (global) batch
+        epochs = [[_share(b, rank, world) for b in batches if len(b) >= world]
+                  for batches in epochs]
+    step = _cached_step_loss if config.mini_batch else _step_loss
+    return fit(model, epochs, lambda batch: step(model, [data[i] for i in batch], K, config),
                lr=config.lr, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                grad_clip=config.grad_clip, seed=config.seed, eval_fn=eval_fn,
                eval_before=eval_before, save_to=save_to, progress=progress)
@@ -290,17 +329,36 @@ def _as_example(item, index: int) -> tuple[str, str, tuple[str, ...]]:
     return query, positive, negatives
 
 
-def _step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
-               config: TrainConfig) -> torch.Tensor:
-    """Embed one batch and return its loss (B queries, B positives, B*K negatives)."""
-    # The model's own max_length caps both (a tiny model may have few positions).
-    q_len = min(config.max_length_query, model.max_length)
-    d_len = min(config.max_length_doc, model.max_length)
-    queries = model(model.tokenize([q for q, _, _ in batch], q_len))  # (B, C)
-    docs = [p for _, p, _ in batch] + [n for _, _, negs in batch for n in negs]
-    doc_emb = model(model.tokenize(docs, d_len))  # (B + B*K, C)
-    B = len(batch)
-    positives, negatives = doc_emb[:B], doc_emb[B:].reshape(B, K, -1) if K else None
+def _share(batch: list[int], rank: int, world: int) -> list[int]:
+    """This process's contiguous slice of a global batch, cut to a multiple of ``world`` (all
+    processes must gather tensors of one size)."""
+    size = len(batch) // world
+    return batch[rank * size:(rank + 1) * size]
+
+
+def _gather(x: torch.Tensor) -> torch.Tensor:
+    """Every process's ``x``, concatenated in rank order, with gradients flowing back to each
+    process's own part (identity outside ``torch.distributed``)."""
+    if process_group()[1] == 1:
+        return x
+    import torch.distributed.nn.functional as dist_fn
+
+    return torch.cat(dist_fn.all_gather(x))
+
+
+def _texts(batch: list[tuple[str, str, tuple[str, ...]]]) -> tuple[list[str], list[str]]:
+    """(the B queries, the B positives followed by the B*K negatives)."""
+    return ([q for q, _, _ in batch],
+            [p for _, p, _ in batch] + [n for _, _, negatives in batch for n in negatives])
+
+
+def _batch_loss(queries: torch.Tensor, docs: torch.Tensor, K: int,
+                config: TrainConfig) -> torch.Tensor:
+    """The loss of an embedded batch: queries (B, C), docs (B + B*K, C), positives first. Under
+    torch.distributed each part is gathered first, so every anchor sees every process's docs."""
+    B = len(queries)
+    queries, positives, negatives = _gather(queries), _gather(docs[:B]), _gather(docs[B:])
+    negatives = negatives.reshape(len(queries), K, -1) if K else None
     if config.loss == "triplet":
         def loss_fn(q, p, negatives=None):
             return triplet_loss(q, p, negatives[:, 0], margin=config.triplet_margin)
@@ -312,3 +370,74 @@ def _step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
         return matryoshka_loss(loss_fn, queries, positives, dims=config.matryoshka_dims,
                                negatives=negatives, **kwargs)
     return loss_fn(queries, positives, negatives=negatives, **kwargs)
+
+
+def _lengths(model, config: TrainConfig) -> tuple[int, int]:
+    # The model's own max_length caps both (a tiny model may have few positions).
+    return (min(config.max_length_query, model.max_length),
+            min(config.max_length_doc, model.max_length))
+
+
+def _step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
+               config: TrainConfig) -> torch.Tensor:
+    """Embed one batch and return its loss (B queries, B positives, B*K negatives)."""
+    q_len, d_len = _lengths(model, config)
+    queries, docs = _texts(batch)
+    return _batch_loss(model(model.tokenize(queries, q_len)),  # (B, C)
+                       model(model.tokenize(docs, d_len)), K, config)  # (B + B*K, C)
+
+
+def _cached_step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
+                      config: TrainConfig) -> torch.Tensor:
+    """The same loss and gradients as :func:`_step_loss`, with the memory of ``mini_batch``
+    texts: GradCache (Gao, Zhang, Han and Callan, "Scaling Deep Contrastive Learning Batch Size
+    under Memory Limited Setup", RepL4NLP 2021).
+
+    1. embed every mini-batch without gradients (remembering the RNG state it started from);
+    2. compute the loss on the whole batch from those embeddings, and its gradient with respect
+       to the embeddings only (a (B + B + B*K, C) tensor: small);
+    3. embed each mini-batch again, with gradients and the same RNG state (same dropout), and
+       back-propagate its slice of that gradient into the weights.
+    Back-propagates itself; returns the loss, detached.
+    """
+    q_len, d_len = _lengths(model, config)
+    queries, docs = _texts(batch)
+    M = config.mini_batch
+    chunks = [(texts[i:i + M], length) for texts, length in ((queries, q_len), (docs, d_len))
+              for i in range(0, len(texts), M)]
+    states, cached = [], []
+    with torch.no_grad():
+        for texts, length in chunks:
+            states.append(_rng_state())
+            cached.append(model(model.tokenize(texts, length)))  # (m, C)
+    embeddings = torch.cat(cached).requires_grad_()  # (B + B + B*K, C): a leaf
+    loss = _batch_loss(embeddings[:len(queries)], embeddings[len(queries):], K, config)
+    loss.backward()  # the gradient w.r.t. the embeddings, cached in embeddings.grad
+    grads = embeddings.grad.split([len(texts) for texts, _ in chunks])
+    for (texts, length), state, grad in zip(chunks, states, grads, strict=True):
+        with _rng_restored(state):
+            model(model.tokenize(texts, length)).backward(grad)
+    return loss.detach()
+
+
+def _rng_state() -> tuple:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+class _rng_restored:
+    """Run a block from a saved RNG state, then continue from where the stream was before."""
+
+    def __init__(self, state: tuple):
+        self.state = state
+
+    def __enter__(self):
+        self.saved = _rng_state()
+        torch.set_rng_state(self.state[0])
+        if self.state[1] is not None:
+            torch.cuda.set_rng_state_all(self.state[1])
+
+    def __exit__(self, *exc):
+        torch.set_rng_state(self.saved[0])
+        if self.saved[1] is not None:
+            torch.cuda.set_rng_state_all(self.saved[1])
