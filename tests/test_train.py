@@ -191,7 +191,8 @@ def test_fit_evaluates_and_saves_each_epoch(tmp_path):
     assert [e["epoch"] for e in history.evals] == [0, 1, 2]
     assert seen == [0, 0, 1]  # epoch 1 is evaluated before its checkpoint is written
     saved = json.loads((tmp_path / "ckpt" / "training.json").read_text())
-    assert saved["losses"] == history.losses and len(saved["evals"]) == 3
+    assert saved["epochs_done"] == 2
+    assert saved["history"]["losses"] == history.losses and len(saved["history"]["evals"]) == 3
     loaded = BiEncoder.from_pretrained(tmp_path / "ckpt")
     texts = [q for q, _ in toy_pairs()]
     assert torch.equal(loaded.encode(texts, progress=False), model.encode(texts, progress=False))
@@ -325,3 +326,34 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, mini_
         for name, a in alone.state_dict().items():
             assert_close(state[name], a, depth=16, scale=max(1.0, float(a.abs().max())),
                          what=name)
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(tmp_path):
+    """Stopped after epoch 1 (an error in epoch 2's evaluation), resumed from the checkpoint on a
+    freshly initialised model: bit-identical weights and losses to three epochs in one go, with
+    dropout on (the RNG state travels in the checkpoint)."""
+    config = TrainConfig(epochs=3, batch_size=8, lr=1e-3)
+
+    def stop_at_epoch_2(model):
+        if stop_at_epoch_2.calls == 1:
+            raise KeyboardInterrupt
+        stop_at_epoch_2.calls += 1
+        return {}
+
+    stop_at_epoch_2.calls = 0
+    straight = _dropout_model(0.2)
+    expected = train_biencoder(straight, _triples(16), config, eval_before=False, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_biencoder(_dropout_model(0.2), _triples(16), config, eval_fn=stop_at_epoch_2,
+                        eval_before=False, save_to=tmp_path / "ckpt", progress=False)
+    assert json.loads((tmp_path / "ckpt" / "training.json").read_text())["epochs_done"] == 1
+    fresh = _dropout_model(0.2)
+    torch.nn.init.normal_(fresh.encoder.embeddings.word_embeddings.weight)  # not the start
+    resumed = train_biencoder(fresh, _triples(16), config, eval_before=False,
+                              save_to=tmp_path / "ckpt", resume=True, progress=False)
+    assert resumed.losses == expected.losses
+    for name, value in straight.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
+    loaded = BiEncoder.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(loaded.encode(["sum an array"], progress=False),
+                       straight.encode(["sum an array"], progress=False))

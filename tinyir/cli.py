@@ -3,6 +3,10 @@
     tinyir data build [--force] [--out DIR]     build or validate the pydocs dataset
     tinyir eval --beir DIR --model bm25|minilm|PATH [--split test] [--max-length 256]
                 [--batch-size 64] [--k 1000] [--device cpu|cuda]
+    tinyir train --beir DIR --model minilm|PATH --out DIR [--split train] [--epochs 1]
+                 [--max-steps N] [--batch-size 32] [--mini-batch M] [--nproc P]
+                 [--hard-negatives K] [--loss infonce|triplet] [--max-length 128] [--lr 2e-5]
+                 [--seed 0] [--resume]
     tinyir storage --docs N --dim D --dtype fp32|fp16|bf16|int8|binary [--vectors-per-doc T]
                    [--index flat|hnsw|ivfpq] [--hnsw-m 32] [--pq-m M] [--nlist L]
     tinyir grading build [--check]              exercises/ from solutions/ (or check they agree)
@@ -47,6 +51,80 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     print(json.dumps(result.summary()))
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from tinyir.evaluate import load_retriever_model
+    from tinyir.train import TRAINER_STATE, TrainConfig, beir_examples, train_biencoder
+
+    out = Path(args.out)
+    if args.resume and not (out / TRAINER_STATE).is_file():
+        raise ValueError(f"resume: {out} holds no checkpoint ({TRAINER_STATE}) to continue")
+    if not args.resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"out: {out} exists and is not an empty folder; choose a new one, "
+                         f"or pass --resume to continue the checkpoint in it")
+    if args.batch_size % args.nproc:
+        raise ValueError(f"batch-size: expected a multiple of --nproc {args.nproc} (each "
+                         f"process embeds batch-size / nproc pairs), got {args.batch_size}")
+    if args.loss == "triplet" and not args.hard_negatives:
+        raise ValueError("loss: 'triplet' needs a negative per pair: pass --hard-negatives 1")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         loss=args.loss, max_length_query=args.max_length,
+                         max_length_doc=args.max_length, seed=args.seed,
+                         mini_batch=args.mini_batch, max_steps=args.max_steps)
+    model = load_retriever_model(args.model)
+    examples = beir_examples(args.beir, args.split, hard_negatives=args.hard_negatives,
+                             model=model, progress=not args.quiet)
+    start = time.perf_counter()
+    if args.nproc == 1:
+        losses = train_biencoder(model, examples, config, eval_before=False, save_to=out,
+                                 resume=args.resume, progress=not args.quiet).losses
+    else:
+        losses = _train_processes(args, examples, config, out)
+    print(json.dumps({"steps": len(losses), "seconds": round(time.perf_counter() - start, 2),
+                      "final_loss": round(losses[-1], 5) if losses else None,
+                      "examples": len(examples), "processes": args.nproc, "out": str(out)}))
+    return 0
+
+
+def _train_processes(args: argparse.Namespace, examples: list, config, out) -> list[float]:
+    """Data-parallel training in ``args.nproc`` local processes (gloo on CPUs, NCCL on GPUs, one
+    GPU each); rank 0 writes the checkpoint, whose history holds every step's loss."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_train_worker, nprocs=args.nproc, join=True,
+             args=(args.nproc, port, args.model, examples, config, str(out), args.resume,
+                   not args.quiet, torch.cuda.device_count() >= args.nproc))
+    return json.loads((out / "training.json").read_text())["history"]["losses"]
+
+
+def _train_worker(rank: int, world: int, port: int, model_name: str, examples: list, config,
+                  out: str, resume: bool, progress: bool, cuda: bool) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from tinyir.evaluate import load_retriever_model
+    from tinyir.train import train_biencoder
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
+                            init_method=f"tcp://127.0.0.1:{port}")
+    try:
+        device = torch.device(f"cuda:{rank}") if cuda else torch.device("cpu")
+        model = load_retriever_model(model_name, device=device)
+        train_biencoder(model, examples, config, eval_before=False, save_to=out, resume=resume,
+                        progress=progress and rank == 0)
+    finally:
+        dist.destroy_process_group()
 
 
 def _cmd_storage(args: argparse.Namespace) -> int:
@@ -156,6 +234,13 @@ def _model_name(text: str) -> str:
     )
 
 
+def _trainable_model(text: str) -> str:
+    if text == "minilm" or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected 'minilm' or the folder of a saved bi-encoder, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyir", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +263,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=_cmd_eval)
+
+    tr = commands.add_parser("train", help="fine-tune a bi-encoder on a BEIR folder's split")
+    tr.add_argument("--beir", required=True, help="BEIR-format folder with a training split")
+    tr.add_argument("--split", default="train", help="qrels split to train on (default: train)")
+    tr.add_argument("--model", required=True, type=_trainable_model,
+                    help="minilm (all-MiniLM-L6-v2) or a saved bi-encoder folder")
+    tr.add_argument("--out", required=True, help="checkpoint folder (written after each epoch)")
+    tr.add_argument("--epochs", type=_positive_int, default=1, help="(default 1)")
+    tr.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N steps")
+    tr.add_argument("--batch-size", type=_positive_int, default=32,
+                    help="pairs per step, all processes together (default 32)")
+    tr.add_argument("--mini-batch", type=_positive_int, default=None,
+                    help="GradCache: embed M texts at a time, same gradients (default: all)")
+    tr.add_argument("--nproc", type=_positive_int, default=1,
+                    help="data-parallel processes on this machine (default 1)")
+    tr.add_argument("--hard-negatives", type=int, default=0,
+                    help="K mined negatives per pair (default 0: in-batch only)")
+    tr.add_argument("--loss", choices=("infonce", "triplet"), default="infonce")
+    tr.add_argument("--max-length", type=_positive_int, default=128, help="tokens (default 128)")
+    tr.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_cmd_train)
 
     st = commands.add_parser("storage", help="bytes needed to store an embedding index")
     st.add_argument("--docs", type=_positive_int, required=True, help="number of documents")

@@ -43,9 +43,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from tinyir.atomic import write_atomic
+from tinyir.atomic import atomic_folder
 from tinyir.device import seed_everything
 from tinyir.losses import info_nce, matryoshka_loss, triplet_loss
 from tinyir.validate import check_choice, check_positive
@@ -100,6 +101,7 @@ def fit(
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
     eval_before: bool = False,
     save_to: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
     desc: str = "train",
 ) -> TrainHistory:
@@ -109,8 +111,11 @@ def fit(
     ``params``: parameters or parameter groups to optimize (default: all of the model's; groups
     may carry their own ``lr``). ``eval_fn(model) -> {metric: value}`` runs in eval mode without
     gradients after each epoch (and before the first with ``eval_before``). ``save_to``: after
-    each epoch the model's ``save_pretrained(save_to)`` (atomic) and ``training.json`` (the
-    history so far) beside it. The model is left in eval mode.
+    each epoch a checkpoint folder, written atomically (the previous one stays until the new one
+    is complete): the model's ``save_pretrained`` files, ``training.json`` (epochs done, the
+    history) and ``trainer_state.safetensors`` (weights, optimizer moments, RNG; no pickles).
+    ``resume``: continue from the checkpoint in ``save_to`` (same epochs and settings), to the
+    same weights as an uninterrupted run. The model is left in eval mode.
 
     Under ``torch.distributed`` (one process per device, each given its share of every batch by
     the caller) the processes start from rank 0's weights and average their gradients before
@@ -123,17 +128,22 @@ def fit(
     if world > 1:  # every process starts from rank 0's weights, as DDP does
         for tensor in model.state_dict().values():
             torch.distributed.broadcast(tensor, src=0)
-    progress, eval_fn, save_to = (progress, eval_fn, save_to) if rank == 0 else (False, None, None)
+    progress, eval_fn = (progress, eval_fn) if rank == 0 else (False, None)
     total_steps = sum(len(batches) for batches in epochs)
     optimizer = torch.optim.AdamW(model.parameters() if params is None else params, lr=lr,
                                   weight_decay=weight_decay)
     scheduler = warmup_linear_schedule(optimizer, total_steps, warmup_ratio, decay)
-    history = TrainHistory()
-    start = time.perf_counter()
-    if eval_before:
+    history, done = TrainHistory(), 0
+    if resume and save_to is not None and (Path(save_to) / TRAINER_STATE).is_file():
+        done, history = _load_checkpoint(Path(save_to), model, optimizer, scheduler)
+    start = time.perf_counter() - history.seconds
+    if eval_before and done == 0:
         _evaluate(model, eval_fn, 0, history)
-    bar = tqdm(total=total_steps, desc=desc, unit="step", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=total_steps, initial=sum(len(b) for b in epochs[:done]), desc=desc,
+               unit="step", file=sys.stderr, disable=not progress)
     for epoch, batches in enumerate(epochs, start=1):
+        if epoch <= done:
+            continue
         model.train()
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
@@ -151,13 +161,47 @@ def fit(
             bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
         _evaluate(model, eval_fn, epoch, history)
         history.seconds = time.perf_counter() - start
-        if save_to is not None:
-            model.save_pretrained(save_to)
-            write_atomic(Path(save_to) / "training.json", json.dumps(history.to_dict(), indent=1))
+        if save_to is not None and rank == 0:
+            _save_checkpoint(Path(save_to), model, optimizer, scheduler, epoch, history)
     bar.close()
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+TRAINER_STATE = "trainer_state.safetensors"
+
+
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, epochs_done: int,
+                     history: TrainHistory) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = optimizer.state_dict()
+    for index, moments in state["state"].items():
+        tensors |= {f"optimizer.{index}.{k}": v.detach().cpu().clone() for k, v in moments.items()}
+    tensors["rng.cpu"] = torch.get_rng_state()
+    schedule = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    meta = {"epochs_done": epochs_done, "history": history.to_dict(),
+            "param_groups": state["param_groups"], "scheduler": schedule}
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        save_file(tensors, str(tmp / TRAINER_STATE))
+        (tmp / "training.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def _load_checkpoint(folder: Path, model, optimizer, scheduler) -> tuple[int, TrainHistory]:
+    meta = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / TRAINER_STATE))
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items()
+                           if k.startswith("model.")})
+    moments: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            moments.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    torch.set_rng_state(tensors["rng.cpu"])
+    return meta["epochs_done"], TrainHistory(**meta["history"])
 
 
 def process_group() -> tuple[int, int]:
@@ -198,10 +242,17 @@ def epochs_of(n_items: int, epochs: int, batch_size: int, seed: int,
     for _ in range(epochs):
         rng.shuffle(order)
         out.append([order[i:i + batch_size] for i in range(0, n_items, batch_size)])
-    if max_steps is not None:
-        steps = [batch for batches in out for batch in batches][:max_steps]
-        out = [steps[i:i + len(out[0])] for i in range(0, len(steps), len(out[0]))]
-    return out
+    return out if max_steps is None else _first_steps(out, max_steps)
+
+
+def _first_steps(epochs: list[list], max_steps: int) -> list[list]:
+    """The first ``max_steps`` batches, in their epochs; the epochs left empty are dropped."""
+    kept, left = [], max_steps
+    for batches in epochs:
+        if left > 0:
+            kept.append(batches[:left])
+            left -= len(kept[-1])
+    return kept
 
 
 # -----------------------------------------------------------------------------------------------
@@ -227,6 +278,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     mini_batch: int | None = None      # GradCache: embed this many texts at a time (None: all)
+    max_steps: int | None = None       # stop after this many steps (all epochs together)
 
     def __post_init__(self):
         check_choice("loss", self.loss, LOSSES)
@@ -234,8 +286,9 @@ class TrainConfig:
             check_positive(name, getattr(self, name))
         for name in ("temperature", "lr"):
             check_positive(name, getattr(self, name), integer=False)
-        if self.mini_batch is not None:
-            check_positive("mini_batch", self.mini_batch)
+        for name in ("mini_batch", "max_steps"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
 
 
 def make_batches(
@@ -273,6 +326,7 @@ def train_biencoder(
     eval_fn: Callable[[object], dict] | None = None,
     eval_before: bool = True,
     save_to: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> TrainHistory:
     """Fine-tune a :class:`tinyir.biencoder.BiEncoder` in place with :func:`fit`; returns the
@@ -291,11 +345,13 @@ def train_biencoder(
     if world > 1:  # each process embeds its slice of every (global) batch
         epochs = [[_share(b, rank, world) for b in batches if len(b) >= world]
                   for batches in epochs]
+    if config.max_steps is not None:
+        epochs = _first_steps(epochs, config.max_steps)
     step = _cached_step_loss if config.mini_batch else _step_loss
     return fit(model, epochs, lambda batch: step(model, [data[i] for i in batch], K, config),
                lr=config.lr, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                grad_clip=config.grad_clip, seed=config.seed, eval_fn=eval_fn,
-               eval_before=eval_before, save_to=save_to, progress=progress)
+               eval_before=eval_before, save_to=save_to, resume=resume, progress=progress)
 
 
 def check_examples(examples: Sequence, min_negatives: int = 0) -> tuple[list, int]:
@@ -327,6 +383,49 @@ def _as_example(item, index: int) -> tuple[str, str, tuple[str, ...]]:
     if not all(isinstance(t, str) for t in (query, positive, *negatives)):
         raise TypeError(f"examples[{index}]: expected strings, got {item!r:.80}")
     return query, positive, negatives
+
+
+def beir_examples(folder: str | Path, split: str = "train", *, hard_negatives: int = 0,
+                  model=None, progress: bool = True) -> list[tuple]:
+    """Training examples from a BEIR folder: every positive (query, passage) pair of ``split``;
+    with ``hard_negatives=K``, each with the K passages ``model`` ranks highest that are not
+    positives of its query (:func:`tinyir.negatives.mine_hard_negatives`: top 30, a 5% relative
+    margin under the best positive and word-Jaccard near-duplicates >= 0.8 dropped as likely
+    false negatives). A pair with fewer than K negatives left is dropped (said on stderr).
+    Raises naming what is wrong: no such split, an empty one, ids that do not resolve.
+    """
+    from tinyir.beir import load_beir
+    from tinyir.negatives import mine_hard_negatives
+
+    ds = load_beir(folder, split)  # validates every line and every id
+    if not ds.qrels:
+        raise ValueError(f"split: {split!r} of {folder} has no query with a relevant passage")
+    doc_ids, texts = ds.doc_ids, ds.doc_texts()
+    text_of = dict(zip(doc_ids, texts, strict=True))
+    pairs = [(qid, doc_id) for qid in sorted(ds.qrels) for doc_id in sorted(ds.qrels[qid])
+             if ds.qrels[qid][doc_id] > 0]
+    if hard_negatives == 0:
+        return [(ds.queries[qid], text_of[doc_id]) for qid, doc_id in pairs]
+    check_positive("hard_negatives", hard_negatives)
+    row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    query_ids = sorted(ds.qrels)
+    positives = [[row[d] for d, grade in ds.qrels[q].items() if grade > 0] for q in query_ids]
+    doc_embeddings = model.encode(texts, progress=progress)
+    query_embeddings = model.encode([ds.queries[q] for q in query_ids], progress=progress)
+    mined = mine_hard_negatives(
+        torch.nn.functional.normalize(query_embeddings, dim=-1),
+        torch.nn.functional.normalize(doc_embeddings, dim=-1), positives, hard_negatives,
+        candidates=30, relative_margin=0.05, doc_texts=texts, near_duplicate=0.8)
+    negatives = dict(zip(query_ids, mined, strict=True))
+    examples = [(ds.queries[q], text_of[d], tuple(texts[j] for j in negatives[q]))
+                for q, d in pairs if len(negatives[q]) == hard_negatives]
+    if len(examples) < len(pairs):
+        print(f"{len(pairs) - len(examples)} of {len(pairs)} pairs dropped: fewer than "
+              f"{hard_negatives} hard negatives left after the false-negative filters",
+              file=sys.stderr)
+    if not examples:
+        raise ValueError(f"hard_negatives: no pair keeps {hard_negatives} negatives; ask for fewer")
+    return examples
 
 
 def _share(batch: list[int], rank: int, world: int) -> list[int]:
