@@ -80,6 +80,7 @@ test-gpu: data
 bench: data
 	$(BIN)/python benchmarks/run_all.py
 	$(BIN)/python benchmarks/grading.py
+	$(BIN)/python benchmarks/gradcache.py
 
 # The real-browser test of the quizzes alone (it also runs in make test).
 test-browser: data system-deps

@@ -141,3 +141,61 @@ def test_grade_command_writes_csv_and_summary(tmp_path, capsys):
 def test_grading_build_check_passes_on_committed_exercises(capsys):
     assert main(["grading", "build", "--check"]) == 0
     assert _last_json(capsys)["in_sync"] is True
+
+
+@pytest.fixture(scope="module")
+def tiny_reranker(tmp_path_factory):
+    import torch
+
+    from tinyir.encoder import Encoder, EncoderConfig
+    from tinyir.rerank import CrossEncoder
+    from tinyir.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.minilm()
+    torch.manual_seed(0)
+    config = EncoderConfig.tiny(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=1,
+                                num_heads=2, intermediate_size=64, max_position=64, dropout=0.0)
+    model = CrossEncoder(Encoder(config), tokenizer, max_length=48)
+    return model, model.save_pretrained(tmp_path_factory.mktemp("reranker") / "ce")
+
+
+def test_eval_hybrid_and_rerank_report_the_pipeline(tiny_beir, tiny_reranker, capsys):
+    model, folder = tiny_reranker
+    assert main(["eval", "--beir", str(tiny_beir), "--model", "minilm", "--hybrid", "bm25",
+                 "--quiet"]) == 0
+    hybrid = _last_json(capsys)
+    assert (hybrid["model"], hybrid["hybrid"], hybrid["rerank"]) == ("minilm", "bm25", None)
+    assert hybrid["recall@100"] == 1.0
+    assert main(["eval", "--beir", str(tiny_beir), "--model", "bm25", "--rerank", str(folder),
+                 "--rerank-depth", "2", "--quiet"]) == 0
+    reranked = _last_json(capsys)
+    assert reranked["rerank"] == str(folder) and reranked["rerank_depth"] == 2
+
+
+def test_rerank_reorders_the_first_stage_top(tiny_beir, tiny_reranker):
+    """The run is the cross-encoder's order of BM25's top rerank_depth, nothing more."""
+    from tinyir.beir import load_beir
+    from tinyir.evaluate import evaluate_beir
+    from tinyir.retrievers import BM25Retriever
+
+    model, _ = tiny_reranker
+    ds = load_beir(tiny_beir, "test")
+    result = evaluate_beir(ds, "bm25", rerank=model.eval(), rerank_depth=3, progress=False)
+    _, first = BM25Retriever(ds.doc_texts()).retrieve(list(ds.queries.values()), 3)
+    for (qid, query), candidates in zip(ds.queries.items(), first, strict=True):
+        texts = [ds.doc_texts()[j] for j in candidates]
+        expected = [ds.doc_ids[candidates[i]] for i, _ in model.rerank(query, texts)]
+        assert list(result.run[qid]) == expected
+
+
+def test_eval_refuses_a_hybrid_of_bm25_with_itself(tiny_beir, capsys):
+    assert main(["eval", "--beir", str(tiny_beir), "--model", "bm25", "--hybrid", "bm25",
+                 "--quiet"]) == 2
+    assert "hybrid: fuses a dense model with BM25" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_reranker_that_is_not_a_folder(tiny_beir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--beir", str(tiny_beir), "--model", "bm25", "--rerank",
+              str(tmp_path / "nothing")])
+    assert "expected 'course' or the folder of a saved cross-encoder" in capsys.readouterr().err

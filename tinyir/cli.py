@@ -2,7 +2,8 @@
 
     tinyir data build [--force] [--out DIR]     build or validate the pydocs dataset
     tinyir eval --beir DIR --model bm25|minilm|PATH [--split test] [--max-length 256]
-                [--batch-size 64] [--k 1000] [--device cpu|cuda]
+                [--batch-size 64] [--k 1000] [--device cpu|cuda] [--hybrid bm25]
+                [--rerank PATH|course] [--rerank-depth 100]
     tinyir train --beir DIR --model minilm|PATH --out DIR [--split train] [--epochs 1]
                  [--max-steps N] [--batch-size 32] [--mini-batch M] [--nproc P]
                  [--hard-negatives K] [--loss infonce|triplet] [--max-length 128] [--lr 2e-5]
@@ -39,6 +40,11 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tinyir.evaluate import evaluate_beir
 
+    rerank = args.rerank
+    if rerank == "course":  # the course's fine-tuned cross-encoder (trained once, then cached)
+        from tinyir.course.rerankers import finetuned_cross_encoder
+
+        rerank = finetuned_cross_encoder(progress=not args.quiet)
     result = evaluate_beir(
         args.beir,
         model=args.model,
@@ -47,9 +53,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         batch_size=args.batch_size,
         device=_device(args.device),
+        hybrid=args.hybrid,
+        rerank=rerank,
+        rerank_depth=args.rerank_depth,
         progress=not args.quiet,
     )
-    print(json.dumps(result.summary()))
+    summary = result.summary()
+    if args.rerank == "course":
+        summary["rerank"] = "course"
+    print(json.dumps(summary))
     return 0
 
 
@@ -234,6 +246,13 @@ def _model_name(text: str) -> str:
     )
 
 
+def _reranker(text: str) -> str:
+    if text == "course" or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected 'course' or the folder of a saved cross-encoder, got {text!r}")
+
+
 def _trainable_model(text: str) -> str:
     if text == "minilm" or os.path.isdir(text):
         return text
@@ -261,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")
     ev.add_argument("--k", type=_positive_int, default=1000, help="documents kept per query")
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    ev.add_argument("--hybrid", choices=("bm25",), default=None,
+                    help="fuse the model's ranking with BM25's (reciprocal rank fusion)")
+    ev.add_argument("--rerank", type=_reranker, default=None,
+                    help="a cross-encoder folder, or 'course' (the course's reranker)")
+    ev.add_argument("--rerank-depth", type=_positive_int, default=100,
+                    help="first-stage documents reranked per query (default 100)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=_cmd_eval)
 

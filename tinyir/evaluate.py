@@ -1,8 +1,9 @@
 """Evaluate a retriever on a BEIR split: retrieve the top k for every query, then score the run.
 
-``tinyir eval`` runs one of two retrievers of :mod:`tinyir.retrievers`: ``BM25Retriever`` (the
-lexical baseline) or ``DenseRetriever`` (all-MiniLM-L6-v2 or a saved tinyir bi-encoder, plus exact
-search).
+``tinyir eval`` runs a pipeline of :mod:`tinyir.retrievers`: ``BM25Retriever`` (the lexical
+baseline) or ``DenseRetriever`` (all-MiniLM-L6-v2 or a saved tinyir bi-encoder, plus exact
+search); optionally fused with BM25 (``HybridRetriever``, reciprocal rank fusion) and reranked by
+a cross-encoder (``RerankRetriever``: the reranked top ``rerank_depth`` is the run).
 
 ``evaluate_beir`` follows MTEB's retrieval protocol, so numbers on a real BEIR dataset line up with
 MTEB's published ones: documents are encoded as ``title + " " + text`` (stripped), texts are
@@ -14,15 +15,16 @@ the top 1,000 documents are kept per query, a document whose id equals the query
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from tinyir.beir import BeirDataset, load_beir
 from tinyir.metrics import mean_metrics, run_from_topk
-from tinyir.retrievers import BM25Retriever, DenseRetriever
-from tinyir.validate import check_positive
+from tinyir.rerank import CrossEncoder
+from tinyir.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, RerankRetriever
+from tinyir.validate import check_choice, check_positive
 
 K_VALUES = (1, 3, 5, 10, 100, 1000)
 
@@ -49,11 +51,13 @@ class EvalResult:
     queries: int
     docs: int
     seconds: float
+    pipeline: dict = field(default_factory=dict)  # model, hybrid, rerank, rerank_depth
 
     def summary(self) -> dict:
-        """The JSON line ``tinyir eval`` prints: metrics plus counts and wall time."""
+        """The JSON line ``tinyir eval`` prints: metrics, counts, wall time, the pipeline."""
         out = {key: round(value, 5) for key, value in self.metrics.items()}
-        out.update(queries=self.queries, docs=self.docs, seconds=round(self.seconds, 2))
+        out.update(queries=self.queries, docs=self.docs, seconds=round(self.seconds, 2),
+                   **self.pipeline)
         return out
 
 
@@ -72,14 +76,25 @@ def evaluate_beir(
     max_length: int = 256,
     batch_size: int = 64,
     device: torch.device | None = None,
+    hybrid: str | None = None,
+    rerank: CrossEncoder | str | Path | None = None,
+    rerank_depth: int = 100,
     progress: bool = True,
 ) -> EvalResult:
     """Retrieve the top ``k`` documents for every query of ``split`` and score the run.
 
-    ``model`` is "bm25", "minilm" or the folder of a saved bi-encoder. Returns an ``EvalResult``
-    whose ``metrics`` hold ndcg@k, recall@k, mrr@k, map@k for k in (1, 3, 5, 10, 100, 1000).
+    ``model`` is "bm25", "minilm" or the folder of a saved bi-encoder. ``hybrid="bm25"`` fuses a
+    dense model's ranking with BM25's (RRF). ``rerank`` (a CrossEncoder or its folder) reorders
+    the first stage's top ``rerank_depth``, which then is the run (at most that many documents
+    per query). Returns an ``EvalResult`` whose ``metrics`` hold ndcg@k, recall@k, mrr@k, map@k
+    for k in (1, 3, 5, 10, 100, 1000).
     """
     check_positive("k", k)
+    check_positive("rerank_depth", rerank_depth)
+    if hybrid is not None:
+        check_choice("hybrid", hybrid, ("bm25",))
+        if model == "bm25":
+            raise ValueError("hybrid: fuses a dense model with BM25, but model is 'bm25' already")
     if not isinstance(dataset, BeirDataset):
         dataset = load_beir(dataset, split=split)
     start = time.perf_counter()
@@ -93,8 +108,19 @@ def evaluate_beir(
         encoder = load_retriever_model(model, device=device)  # queries are encoded there too
         retriever = DenseRetriever(encoder, doc_texts, batch_size=batch_size,
                                    max_length=max_length, progress=progress)
+    if hybrid is not None:
+        retriever = HybridRetriever([retriever, BM25Retriever(doc_texts, progress=progress)])
+    depth = len(doc_ids)
+    rerank_name = None if rerank is None else (
+        "a CrossEncoder" if isinstance(rerank, CrossEncoder) else str(rerank))
+    if rerank is not None:
+        if not isinstance(rerank, CrossEncoder):
+            rerank = CrossEncoder.from_pretrained(rerank, device=device)
+        retriever = RerankRetriever(retriever, rerank, doc_texts, first_stage_k=rerank_depth,
+                                    batch_size=batch_size)
+        depth = min(depth, rerank_depth)
     # One extra hit so that dropping a document with the query's own id still leaves k.
-    scores, indices = retriever.retrieve(query_texts, k=min(k + 1, len(doc_ids)))
+    scores, indices = retriever.retrieve(query_texts, k=min(k + 1, depth))
     run = {
         qid: _drop_identical_id(qid, hits, k)
         for qid, hits in run_from_topk(query_ids, doc_ids, scores, indices).items()
@@ -104,6 +130,9 @@ def evaluate_beir(
     return EvalResult(
         metrics=metrics, run=run, queries=len(query_ids), docs=len(doc_ids),
         seconds=time.perf_counter() - start,
+        pipeline={"model": str(model), "hybrid": hybrid,
+                  "rerank": rerank_name,
+                  "rerank_depth": rerank_depth if rerank is not None else None},
     )
 
 
