@@ -9,9 +9,12 @@ then the best of ``--repeats`` timed steps:
 - cached: ``TrainConfig(mini_batch=32)`` (tinyir.train._cached_step_loss): embeddings without
   gradients, the loss's gradient w.r.t. them, then 32 texts at a time with gradients.
 
-Reported as ratios (cached / plain): memory falls with the mini-batch, time rises by the extra
-forward pass (about 4/3 of the plain step's compute: a forward is about a third of a step).
-On a GPU the plain step at 1,024 may not fit at all: that is what the cache is for.
+Reported as ratios (cached / plain). Memory falls with the mini-batch. In FLOPs the cache costs
+one extra forward pass (about 4/3 of the plain step: a forward is about a third of a step); on
+a CPU it can still be faster, because the plain step's activations for 2,048 texts (about 12 GB at
+32 tokens) are written and read back from main memory, while a mini-batch's stay small (measured
+on the 2-core development machine, 2026-11-30: memory 0.039x, time 0.76x). On a GPU the plain step
+at 1,024 may not fit at all: that is what the cache is for.
 
 Usage: python benchmarks/gradcache.py [--batch 1024] [--mini-batch 32] [--max-length 32]
 """

@@ -168,6 +168,7 @@ def _title(nb, fallback: str) -> str:
 BOOK_CSS = """
 .tinyir-nav { padding: 8px 20px; border-bottom: 1px solid #ddd; font-family: sans-serif; }
 .tinyir-nav a { margin-right: 1.5em; }
+.tinyir-nav a, .tinyir-contents a { color: #1565c0; text-decoration: underline; }
 .tinyir-contents { max-width: 900px; margin: 0 auto; padding: 20px; font-family: sans-serif; }
 .tinyir-contents td, .tinyir-contents th { padding: 4px 12px; text-align: left; }
 .tinyir-widget-note, .tinyir-quiz-static { border-left: 3px solid #1e88e5; padding-left: 10px; }

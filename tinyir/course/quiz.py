@@ -453,7 +453,8 @@ class Quiz:
             why = "".join(f"<li>({LETTERS[i]}) {'right' if c.correct else 'not this one'}: "
                           f"{inline_markdown(c.explanation)}</li>"
                           for i, c in enumerate(question.choices))
-            parts.append(f'<li><p>{inline_markdown(question.prompt)}</p><ol type="a">{choices}'
+            parts.append(f'<li><p>{inline_markdown(question.prompt)}</p><ol type="a" '
+                         f'style="list-style-type: lower-alpha">{choices}'
                          f"</ol><details><summary>Answer</summary><p>({question.answer})</p>"
                          f"<ul>{why}</ul></details></li>")
         parts.append("</ol></div>")
