@@ -55,3 +55,14 @@ def test_atomic_file_error_keeps_the_old_file(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_keep_existing_lets_the_first_writer_win(tmp_path):
+    """Two builders of one cache entry: whoever publishes first stays; the second's copy goes."""
+    target = tmp_path / "entry"
+    with atomic_folder(target, keep_existing=True) as first:
+        with atomic_folder(target, keep_existing=True) as second:
+            (second / "who.txt").write_text("second")
+        (first / "who.txt").write_text("first")
+    assert (target / "who.txt").read_text() == "second"  # it published first
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]

@@ -48,3 +48,17 @@ def test_bad_key_and_name_are_named():
         cache.entry_path("emb", {"f": object()})
     with pytest.raises(ValueError, match="name"):
         cache.entry_path("a/b", {})
+
+
+def test_an_entry_published_meanwhile_is_kept(tmp_cache):
+    """A second process that finished building first: its entry stays, ours is dropped."""
+    def build():
+        # While "we" build, another process publishes the same entry.
+        cache.cached_tensors("emb", {"k": 1}, lambda: {"x": torch.ones(2)}, verbose=False)
+        return {"x": torch.zeros(2)}
+
+    ours = cache.cached_tensors("emb", {"k": 1}, build, verbose=False)
+    assert torch.equal(ours["x"], torch.zeros(2))  # the caller gets what it built
+    again = cache.cached_tensors("emb", {"k": 1}, lambda: pytest.fail("rebuilt"), verbose=False)
+    assert torch.equal(again["x"], torch.ones(2))  # the entry on disk is the first one published
+    assert not [p for p in tmp_cache.iterdir() if p.name.startswith(".")]

@@ -28,8 +28,12 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_folder(folder: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``folder``; on success it replaces ``folder`` by renames."""
+def atomic_folder(folder: str | Path, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``folder``; on success it replaces ``folder`` by renames.
+
+    ``keep_existing``: first writer wins instead (a cache entry that another process published
+    while this one was building stays, and this one's copy is dropped).
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"folder: expected a directory path, {folder} is a file")
@@ -41,6 +45,12 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if keep_existing:
+        try:
+            os.rename(tmp, folder)  # fails when another writer's (non-empty) folder is there
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     old = tmp.with_name(tmp.name.replace(".tmp-", ".old-"))
     if folder.exists():  # a directory cannot be renamed onto a non-empty one: swap
         os.replace(folder, old)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from tinyir.atomic import atomic_folder
 
 KEY_FILE = "key.json"
 
@@ -45,19 +45,6 @@ def entry_path(name: str, key: dict) -> Path:
     return cache_dir() / f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def _publish(tmp: Path, final: Path, key: dict) -> None:
-    (tmp / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
-    try:
-        os.replace(tmp, final)
-    except OSError:  # another process published the same entry first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _fresh_tmp(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-
-
 def cached_tensors(
     name: str, key: dict, build: Callable[[], dict[str, torch.Tensor]], verbose: bool = True
 ) -> dict[str, torch.Tensor]:
@@ -74,12 +61,9 @@ def cached_tensors(
     if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise TypeError("build: expected a dict of tensors")
     tensors = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
-    tmp = _fresh_tmp(final)
-    try:
+    with atomic_folder(final, keep_existing=True) as tmp:  # a concurrent builder's stays
         save_file(tensors, tmp / "tensors.safetensors")
-        _publish(tmp, final, key)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _write_key(tmp, key)
     return tensors
 
 
@@ -96,10 +80,12 @@ def cached_model(name: str, key: dict, build: Callable[[], object], load: Callab
     if verbose:
         print(f"[cache] building {final.name} (once; later runs load it)", file=sys.stderr)
     model = build()
-    tmp = _fresh_tmp(final)
-    try:
+    with atomic_folder(final, keep_existing=True) as tmp:
         model.save_pretrained(tmp / "model")
-        _publish(tmp, final, key)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _write_key(tmp, key)
     return model
+
+
+def _write_key(folder: Path, key: dict) -> None:
+    """The entry's key, written last: an entry without it is not complete (and not read)."""
+    (folder / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
