@@ -145,17 +145,13 @@ def test_grading_build_check_passes_on_committed_exercises(capsys):
 
 @pytest.fixture(scope="module")
 def tiny_reranker(tmp_path_factory):
-    import torch
+    from tiny_models import tiny_encoder
 
-    from tinyir.encoder import Encoder, EncoderConfig
     from tinyir.rerank import CrossEncoder
     from tinyir.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.minilm()
-    torch.manual_seed(0)
-    config = EncoderConfig.tiny(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=1,
-                                num_heads=2, intermediate_size=64, max_position=64, dropout=0.0)
-    model = CrossEncoder(Encoder(config), tokenizer, max_length=48)
+    model = CrossEncoder(tiny_encoder(tokenizer.vocab_size), tokenizer, max_length=48)
     return model, model.save_pretrained(tmp_path_factory.mktemp("reranker") / "ce")
 
 

@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
+from tiny_models import tiny_encoder
 
 from tinyir.beir import write_beir
 from tinyir.biencoder import BiEncoder
 from tinyir.cli import main
-from tinyir.encoder import Encoder, EncoderConfig
 from tinyir.tokenizer import Tokenizer
 
 TOPICS = ["sum", "product", "sort", "mean", "median", "reshape", "transpose", "concatenate",
@@ -35,10 +35,8 @@ def beir(tmp_path_factory):
 def tiny_model(tmp_path_factory):
     """A small bi-encoder folder (MiniLM's vocabulary, a 1-layer 32-wide encoder)."""
     tokenizer = Tokenizer.minilm()
-    torch.manual_seed(0)
-    config = EncoderConfig.tiny(vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=1,
-                                num_heads=2, intermediate_size=64, max_position=64, dropout=0.0)
-    model = BiEncoder(Encoder(config), tokenizer, pooling="mean", normalize=True, max_length=32)
+    model = BiEncoder(tiny_encoder(tokenizer.vocab_size), tokenizer, pooling="mean",
+                      normalize=True, max_length=32)
     return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
 
 
