@@ -6,7 +6,7 @@ that of a process that loaded the same model and batch and took no step), one wa
 then the best of ``--repeats`` timed steps:
 
 - plain: one forward and backward over all 2,048 texts (the activations of all of them at once);
-- cached: ``TrainConfig(mini_batch=32)`` (tinyir.train._cached_step_loss): embeddings without
+- cached: ``TrainConfig(mini_batch=32)`` (tinyir.train.cached_step_loss): embeddings without
   gradients, the loss's gradient w.r.t. them, then 32 texts at a time with gradients.
 
 Reported as ratios (cached / plain). Memory falls with the mini-batch. In FLOPs the cache costs
@@ -38,14 +38,14 @@ def child(mode: str, batch: int, mini_batch: int, max_length: int, repeats: int)
     from tinyir.beir import training_pairs
     from tinyir.biencoder import BiEncoder
     from tinyir.pydocs import PYDOCS_DIR
-    from tinyir.train import TrainConfig, _cached_step_loss, _step_loss
+    from tinyir.train import TrainConfig, cached_step_loss, plain_step_loss
 
     pairs = training_pairs(PYDOCS_DIR, "train")[:batch]
     examples = [(q, p, ()) for q, p in pairs]
     model = BiEncoder.minilm().train()
     config = TrainConfig(max_length_query=max_length, max_length_doc=max_length,
                          mini_batch=mini_batch if mode == "cached" else None)
-    step = _cached_step_loss if mode == "cached" else _step_loss
+    step = cached_step_loss if mode == "cached" else plain_step_loss
     times = []
     if mode != "baseline":
         for i in range(repeats + 1):

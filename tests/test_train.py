@@ -232,15 +232,15 @@ def _triples(n: int = 8):
 def test_cached_step_has_the_full_batch_gradient(extra):
     """GradCache in mini-batches of 3 texts: the same loss and the same weight gradients as one
     full-batch step (8 queries, 8 positives, 8 hard negatives), by the tolerance rule."""
-    from tinyir.train import _cached_step_loss, _step_loss
+    from tinyir.train import cached_step_loss, plain_step_loss
 
     batch = _triples()
     plain_config = TrainConfig(**extra)
     cached_config = TrainConfig(mini_batch=3, **extra)
     plain, cached = _dropout_model(0.0).train(), _dropout_model(0.0).train()
-    expected_loss = _step_loss(plain, batch, 1, plain_config)
+    expected_loss = plain_step_loss(plain, batch, 1, plain_config)
     expected_loss.backward()
-    loss = _cached_step_loss(cached, batch, 1, cached_config)
+    loss = cached_step_loss(cached, batch, 1, cached_config)
     assert not loss.requires_grad
     assert_close(loss, expected_loss, depth=4, what="cached loss")
     expected = _grads(plain)
@@ -254,7 +254,7 @@ def test_cached_step_has_the_full_batch_gradient(extra):
 def test_cached_step_replays_dropout():
     """With dropout on, the second (gradient) pass must draw the masks of the first: the cached
     gradients equal those of embedding the same mini-batches with gradients in one pass."""
-    from tinyir.train import _batch_loss, _cached_step_loss, _texts
+    from tinyir.train import _batch_loss, _texts, cached_step_loss
 
     batch, config = _triples(), TrainConfig(mini_batch=4)
     reference, cached = _dropout_model(0.3).train(), _dropout_model(0.3).train()
@@ -265,7 +265,7 @@ def test_cached_step_replays_dropout():
     embeddings = torch.cat(parts)
     _batch_loss(embeddings[:8], embeddings[8:], 1, config).backward()
     torch.manual_seed(5)
-    _cached_step_loss(cached, batch, 1, config)
+    cached_step_loss(cached, batch, 1, config)
     expected = _grads(reference)
     scale = max(float(g.abs().max()) for g in expected.values())
     for name, grad in _grads(cached).items():

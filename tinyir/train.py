@@ -347,7 +347,7 @@ def train_biencoder(
                   for batches in epochs]
     if config.max_steps is not None:
         epochs = _first_steps(epochs, config.max_steps)
-    step = _cached_step_loss if config.mini_batch else _step_loss
+    step = cached_step_loss if config.mini_batch else plain_step_loss
     return fit(model, epochs, lambda batch: step(model, [data[i] for i in batch], K, config),
                lr=config.lr, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                grad_clip=config.grad_clip, seed=config.seed, eval_fn=eval_fn,
@@ -477,7 +477,7 @@ def _lengths(model, config: TrainConfig) -> tuple[int, int]:
             min(config.max_length_doc, model.max_length))
 
 
-def _step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
+def plain_step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
                config: TrainConfig) -> torch.Tensor:
     """Embed one batch and return its loss (B queries, B positives, B*K negatives)."""
     q_len, d_len = _lengths(model, config)
@@ -486,9 +486,9 @@ def _step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
                        model(model.tokenize(docs, d_len)), K, config)  # (B + B*K, C)
 
 
-def _cached_step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
+def cached_step_loss(model, batch: list[tuple[str, str, tuple[str, ...]]], K: int,
                       config: TrainConfig) -> torch.Tensor:
-    """The same loss and gradients as :func:`_step_loss`, with the memory of ``mini_batch``
+    """The same loss and gradients as :func:`plain_step_loss`, with the memory of ``mini_batch``
     texts: GradCache (Gao, Zhang, Han and Callan, "Scaling Deep Contrastive Learning Batch Size
     under Memory Limited Setup", RepL4NLP 2021).
 

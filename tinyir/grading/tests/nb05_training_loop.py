@@ -26,7 +26,9 @@ NOTEBOOK = "05_training_loop.ipynb"
 REFERENCES = [
     "tinyir.train:make_batches",
     "tinyir.train:train_biencoder",
-    "tinyir.train:_step_loss",
+    "tinyir.train:plain_step_loss",
+    "tinyir.train:cached_step_loss",
+    "tinyir.train:fit",
     "tinyir.negatives:mine_hard_negatives",
     "tinyir.metrics:recall_at_k",
 ]
