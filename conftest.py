@@ -24,13 +24,13 @@ from pathlib import Path
 import nbformat
 
 from tinyir.atomic import write_atomic
+from tinyir.course.book import executed_copy
 
 _durations: dict[str, float] = defaultdict(float)
 _budgets: dict[str, float] = {}
 _failed_cells: dict[str, int] = defaultdict(int)  # notebook path -> cells that failed
 _run_cells: dict[str, int] = defaultdict(int)  # notebook path -> cells that ran
 ROOT = Path(__file__).resolve().parent
-EXECUTED_DIR = ROOT / "build" / "executed"
 
 
 def _budget_of(path: Path) -> float | None:
@@ -78,12 +78,11 @@ def _write_executed(path: Path, nb) -> None:
         "seconds": round(_durations[key], 1),
         "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
     }
-    try:
-        folder = path.parent.relative_to(ROOT)
-    except ValueError:  # a notebook outside the repository (a test's temporary one)
+    if path.parent.parent != ROOT:  # a notebook outside notebooks/ or solutions/ (a test's)
         return
-    write_atomic(EXECUTED_DIR / folder / path.name, nbformat.writes(nb))
-    (EXECUTED_DIR / folder / path.name).chmod(0o644)
+    target = executed_copy(path, ROOT)
+    write_atomic(target, nbformat.writes(nb))
+    target.chmod(0o644)
 
 
 def pytest_terminal_summary(terminalreporter):

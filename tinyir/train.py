@@ -113,7 +113,7 @@ def fit(
     gradients after each epoch (and before the first with ``eval_before``). ``save_to``: after
     each epoch a checkpoint folder, written atomically (the previous one stays until the new one
     is complete): the model's ``save_pretrained`` files, ``training.json`` (epochs done, the
-    history) and ``trainer_state.safetensors`` (weights, optimizer moments, RNG; no pickles).
+    history) and ``trainer_state.safetensors`` (weights, optimizer moments, the CPU's RNG; no pickles).
     ``resume``: continue from the checkpoint in ``save_to`` (same epochs and settings), to the
     same weights as an uninterrupted run. The model is left in eval mode.
 

@@ -37,7 +37,6 @@ import nbformat
 from tinyir.atomic import atomic_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-EXECUTED_DIR = ROOT / "build" / "executed"
 BOOK_DIR = ROOT / "build" / "book"
 FOLDERS = ("notebooks", "solutions")  # the book's parts, in this order
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -61,10 +60,14 @@ class Page:
         return self.source.stem
 
 
+def executed_copy(source: Path, root: Path = ROOT) -> Path:
+    """Where the test run keeps ``source``'s executed copy: build/executed/<folder>/<name>."""
+    return root / "build" / "executed" / source.parent.name / source.name
+
+
 def pages(root: Path = ROOT) -> list[Page]:
     """Every lesson, then every solution, in course order (by file name)."""
-    return [Page(path, root / "build" / "executed" / folder / path.name,
-                 f"{folder}/{path.stem}.html")
+    return [Page(path, executed_copy(path, root), f"{folder}/{path.stem}.html")
             for folder in FOLDERS for path in sorted((root / folder).glob("[0-9][0-9]_*.ipynb"))]
 
 
