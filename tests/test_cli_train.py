@@ -131,3 +131,72 @@ def test_two_processes(beir, tiny_model, tmp_path, capsys):
     result = _last_json(capsys)
     assert result["processes"] == 2 and result["steps"] == 3
     assert BiEncoder.from_pretrained(tmp_path / "run").max_length == 32
+
+
+# --- tinyir train-reranker: same conventions, a cross-encoder folder both libraries load
+
+
+def _train_reranker(beir, model, out, *extra) -> list[str]:
+    return ["train-reranker", "--beir", str(beir), "--model", str(model), "--out", str(out),
+            "--batch-size", "2", "--negatives", "2", "--max-length", "32", "--lr", "1e-3",
+            "--quiet", *extra]
+
+
+def test_train_reranker_writes_a_folder_both_libraries_load(beir, tiny_model, tmp_path, capsys):
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from tinyir.rerank import CrossEncoder
+    from tinyir.testing import assert_close
+
+    out = tmp_path / "reranker"
+    args = _train_reranker(beir, tiny_model, out, "--epochs", "2")  # BM25 mines the negatives
+    assert main(args) == 0
+    result = _last_json(capsys)
+    steps = 2 * -(-result["examples"] // 2)
+    assert result["steps"] == steps and result["pooling"] == "pooler"
+    assert result["pairs_per_step"] == 6 and result["final_loss"] > 0
+    assert json.loads((out / "training.json").read_text())["epochs_done"] == 2
+    trained = CrossEncoder.from_pretrained(out)
+    pairs = [(QUERIES["q0"], CORPUS[d]["text"]) for d in list(CORPUS)[:5]]
+    ours = trained.score(pairs)
+    theirs = torch.as_tensor(STCrossEncoder(str(out), device="cpu").predict(pairs))
+    assert_close(theirs, ours, depth=3, what="sentence-transformers vs tinyir")
+
+    # --resume continues the checkpoint: a third epoch on top of the two
+    assert main(_train_reranker(beir, out, out, "--epochs", "3", "--resume")) == 0
+    history = json.loads((out / "training.json").read_text())
+    assert history["epochs_done"] == 3 and len(history["history"]["losses"]) == 3 * steps // 2
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("not a model", "config.json"),
+    ("pooling mismatch", "is a cross-encoder with pooling 'pooler'; got 'mean'"),
+    ("out exists", "exists and is not an empty folder"),
+    ("no split", "qrels/train.tsv not found"),
+])
+def test_train_reranker_refuses_bad_input_by_name(beir, tiny_model, tmp_path, capsys, problem,
+                                                  message):
+    from tinyir.rerank import CrossEncoder
+
+    folder, model, out, extra = beir, tiny_model, tmp_path / "run", []
+    if problem == "not a model":
+        model = tmp_path / "empty-model"
+        model.mkdir()
+    elif problem == "pooling mismatch":
+        base = BiEncoder.from_pretrained(tiny_model)
+        model = CrossEncoder.from_encoder(base.encoder, base.tokenizer, 32, "pooler")
+        model = model.save_pretrained(tmp_path / "ce")
+        extra = ["--pooling", "mean"]
+    elif problem == "out exists":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif problem == "no split":
+        folder = tmp_path / "bad"
+        write_beir(folder, CORPUS, QUERIES, {"test": QRELS["test"]})
+    assert main(_train_reranker(folder, model, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert "tinyir train-reranker: error:" in err and message in err, err
+    if problem == "out exists":
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    else:
+        assert not out.exists()

@@ -13,10 +13,10 @@ LAYERS = [
     "validate", "atomic", "testing", "device", "pretrained", "cache",
     # text -> vectors
     "beir", "pydocs", "tokenizer", "batching", "encoder", "mlm", "pooling", "biencoder",
-    # training a bi-encoder
-    "losses", "metrics", "search", "negatives", "train",
+    # exact and BM25 search, hard negatives, training a bi-encoder
+    "losses", "metrics", "search", "bm25", "negatives", "train",
     # retrieval and evaluation
-    "bm25", "tasks", "rerank", "maxsim", "colbert", "retrievers", "evaluate",
+    "tasks", "rerank", "maxsim", "colbert", "retrievers", "evaluate",
     # storage and serving
     "storage", "quantize", "serving", "pipeline",
 ]

@@ -53,3 +53,22 @@ def test_errors_name_the_argument():
         mine_hard_negatives(QUERY, DOCS, [{0}], near_duplicate=0.9)
     with pytest.raises(ValueError, match="num_negatives"):
         mine_hard_negatives(QUERY, DOCS, [{0}], num_negatives=0)
+
+
+def test_negatives_from_any_ranking_equal_mining_from_embeddings():
+    """The filters walk a ranking from any first stage; fed the dense ranking they give what
+    mine_hard_negatives gives (it calls them), and without scores' margins only the texts count."""
+    from tinyir.negatives import negatives_from_ranking
+    from tinyir.search import exact_search
+
+    scores, indices = exact_search(QUERY, DOCS, k=DOCS.shape[0])
+    texts = ["return the cumulative sum of elements", "return the cumulative sum of elements.",
+             "cumulative product", "mean", "log"]
+    got = negatives_from_ranking(scores.tolist(), indices.tolist(), [{0}], 2, doc_texts=texts,
+                                 near_duplicate=0.8)  # a BM25-style call: no margin
+    assert got == mine_hard_negatives(QUERY, DOCS, [{0}], num_negatives=2, doc_texts=texts,
+                                      near_duplicate=0.8) == [[2, 3]]
+    with pytest.raises(ValueError, match="best_positive"):
+        negatives_from_ranking(scores.tolist(), indices.tolist(), [{0}], 2, relative_margin=0.05)
+    with pytest.raises(ValueError, match="doc_texts"):
+        negatives_from_ranking(scores.tolist(), indices.tolist(), [{0}], 2, near_duplicate=0.8)

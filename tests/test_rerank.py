@@ -117,6 +117,70 @@ def test_minilm_has_a_seeded_fresh_head():
     assert a.encoder.config.hidden_size == 384 and a.pooling == "cls"
 
 
+# --- pooling="pooler": BERT's sequence classification, a folder sentence-transformers loads
+
+
+@pytest.fixture(scope="module")
+def minilm_pooler() -> CrossEncoder:
+    return CrossEncoder.minilm(max_length=40, pooling="pooler", seed=3)
+
+
+def test_pooler_head_is_berts_pooled_output_then_the_linear_head(minilm_pooler):
+    """Oracle: transformers' BertModel pooler_output (tanh(W h_CLS + b)) of the same pairs."""
+    from transformers import BertModel
+
+    from tinyir.rerank import encode_pairs
+
+    bert = BertModel.from_pretrained(str(minilm_path())).eval()  # MiniLM's pretrained pooler
+    batch = encode_pairs(minilm_pooler.tokenizer, [QUERY] * 3, DOCS[:3], max_length=40)
+    with torch.no_grad():
+        pooled = bert(**batch).pooler_output  # (3, 384)
+        expected = minilm_pooler.head(pooled).squeeze(-1)
+        got = minilm_pooler(batch)
+    assert_close(got, expected, depth=8, what="pooler head vs transformers' BertModel")
+
+
+def test_pooler_folder_loads_in_sentence_transformers_with_the_same_scores(minilm_pooler, tmp_path):
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    folder = minilm_pooler.save_pretrained(tmp_path / "ce")
+    pairs = [(QUERY, d) for d in DOCS] + [("short", DOCS[0] * 20)]  # one pair truncated
+    ours = minilm_pooler.score(pairs)
+    theirs = torch.as_tensor(STCrossEncoder(str(folder), device="cpu").predict(pairs))
+    assert_close(theirs, ours, depth=8, what="sentence-transformers vs tinyir scores")
+    back = CrossEncoder.from_pretrained(folder)
+    assert back.pooling == "pooler" and back.max_length == 40
+    assert torch.equal(back.score(pairs), ours)  # same code path: bit-identical
+
+
+def test_a_hugging_face_cross_encoder_folder_loads_without_tinyirs_config(minilm_pooler, tmp_path):
+    from tinyir.rerank import CONFIG_FILE
+
+    folder = minilm_pooler.save_pretrained(tmp_path / "hf")
+    (folder / CONFIG_FILE).unlink()  # what a folder from the Hugging Face hub looks like
+    loaded = CrossEncoder.from_pretrained(folder)
+    assert loaded.pooling == "pooler" and loaded.max_length == 40  # tokenizer_config's length
+    assert torch.equal(loaded.score(QUERY, DOCS), minilm_pooler.score(QUERY, DOCS))
+
+
+def test_a_folder_that_is_not_a_cross_encoder_is_refused(tmp_path):
+    from tinyir.biencoder import BiEncoder
+
+    folder = BiEncoder.minilm().save_pretrained(tmp_path / "bi")
+    with pytest.raises(ValueError, match="BertForSequenceClassification with one label"):
+        CrossEncoder.from_pretrained(folder)
+
+
+def test_minilm_pooler_is_the_pretrained_one(minilm_pooler):
+    from safetensors.torch import load_file
+
+    weights = load_file(str(minilm_path() / "model.safetensors"))
+    assert torch.equal(minilm_pooler.pooler.weight, weights["pooler.dense.weight"])
+    with pytest.raises(ValueError, match="pooler: only pooling='pooler'"):
+        CrossEncoder(minilm_pooler.encoder, minilm_pooler.tokenizer, pooling="cls",
+                     pooler=minilm_pooler.pooler)
+
+
 @pytest.fixture(scope="module")
 def tiny_segments(minilm_tokenizer) -> CrossEncoder:
     torch.manual_seed(1)

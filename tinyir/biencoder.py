@@ -214,17 +214,10 @@ class BiEncoder(nn.Module):
         folder = Path(folder)
         with atomic_folder(folder) as tmp:
             self.encoder.save_pretrained(tmp)
-            self.tokenizer.save(tmp / "tokenizer.json")
+            self.tokenizer.save_pretrained(tmp, model_max_length=self.encoder.config.max_position)
             settings = {"pooling": self.pooling, "normalize": self.normalize,
                         "max_length": self.max_length}
             _write_json(tmp / TINYIR_CONFIG, settings)
-            _write_json(tmp / "tokenizer_config.json", {
-                "tokenizer_class": "BertTokenizer",
-                "do_lower_case": self.tokenizer.lowercase,
-                "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-                "cls_token": "[CLS]", "mask_token": "[MASK]",
-                "model_max_length": self.encoder.config.max_position,
-            })
             _write_sentence_transformers_files(tmp, self.embedding_dim, self.pooling,
                                                self.normalize, self.max_length)
         return folder

@@ -8,6 +8,10 @@
                  [--max-steps N] [--batch-size 32] [--mini-batch M] [--nproc P]
                  [--hard-negatives K] [--loss infonce|triplet] [--max-length 128] [--lr 2e-5]
                  [--seed 0] [--resume]
+    tinyir train-reranker --beir DIR --model minilm|PATH --out DIR [--split train] [--epochs 1]
+                 [--max-steps N] [--batch-size 16] [--negatives 7] [--negatives-from bm25|minilm|PATH]
+                 [--loss listwise|bce] [--pooling pooler|cls|mean|segments] [--max-length 256]
+                 [--lr 3e-5] [--head-lr LR] [--seed 0] [--resume]
     tinyir storage --docs N --dim D --dtype fp32|fp16|bf16|int8|binary [--vectors-per-doc T]
                    [--index flat|hnsw|ivfpq] [--hnsw-m 32] [--pq-m M] [--nlist L]
     tinyir grading build [--check]              exercises/ from solutions/ (or check they agree)
@@ -70,14 +74,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tinyir.evaluate import load_retriever_model
-    from tinyir.train import TRAINER_STATE, TrainConfig, beir_examples, train_biencoder
+    from tinyir.train import TrainConfig, beir_examples, train_biencoder
 
-    out = Path(args.out)
-    if args.resume and not (out / TRAINER_STATE).is_file():
-        raise ValueError(f"resume: {out} holds no checkpoint ({TRAINER_STATE}) to continue")
-    if not args.resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"out: {out} exists and is not an empty folder; choose a new one, "
-                         f"or pass --resume to continue the checkpoint in it")
+    out = _check_out(args)
     if args.batch_size % args.nproc:
         raise ValueError(f"batch-size: expected a multiple of --nproc {args.nproc} (each "
                          f"process embeds batch-size / nproc pairs), got {args.batch_size}")
@@ -99,6 +98,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({"steps": len(losses), "seconds": round(time.perf_counter() - start, 2),
                       "final_loss": round(losses[-1], 5) if losses else None,
                       "examples": len(examples), "processes": args.nproc, "out": str(out)}))
+    return 0
+
+
+def _check_out(args: argparse.Namespace):
+    """``--out`` and ``--resume`` agree: a new or empty folder, or a checkpoint to continue."""
+    from pathlib import Path
+
+    from tinyir.train import TRAINER_STATE
+
+    out = Path(args.out)
+    if args.resume and not (out / TRAINER_STATE).is_file():
+        raise ValueError(f"resume: {out} holds no checkpoint ({TRAINER_STATE}) to continue")
+    if not args.resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"out: {out} exists and is not an empty folder; choose a new one, "
+                         f"or pass --resume to continue the checkpoint in it")
+    return out
+
+
+def _cmd_train_reranker(args: argparse.Namespace) -> int:
+    import time
+
+    from tinyir.evaluate import load_retriever_model
+    from tinyir.rerank import reranker_to_train, train_cross_encoder
+    from tinyir.train import beir_examples
+
+    out = _check_out(args)
+    model = reranker_to_train(args.model, args.pooling, args.max_length, args.seed)
+    # Negatives: what the first stage ranks high for the query, minus its positives and likely
+    # false negatives (tinyir.train.beir_examples), i.e. what the reranker will have to sort out.
+    miner = "bm25" if args.negatives_from == "bm25" else load_retriever_model(args.negatives_from)
+    examples = beir_examples(args.beir, args.split, hard_negatives=args.negatives, model=miner,
+                             progress=not args.quiet)
+    del miner
+    start = time.perf_counter()
+    history = train_cross_encoder(
+        model, examples, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr,
+        batch_size=args.batch_size, loss=args.loss, max_steps=args.max_steps, seed=args.seed,
+        save_to=out, resume=args.resume, progress=not args.quiet)
+    losses = history.losses
+    print(json.dumps({"steps": len(losses), "seconds": round(time.perf_counter() - start, 2),
+                      "final_loss": round(losses[-1], 5) if losses else None,
+                      "examples": len(examples), "pairs_per_step": args.batch_size * (1 + args.negatives),
+                      "pooling": model.pooling, "out": str(out)}))
     return 0
 
 
@@ -260,6 +302,25 @@ def _trainable_model(text: str) -> str:
         f"expected 'minilm' or the folder of a saved bi-encoder, got {text!r}")
 
 
+def _reranker_base(text: str) -> str:
+    if text == "minilm" or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected 'minilm' or the folder of a saved cross-encoder or bi-encoder, got {text!r}")
+
+
+def _training_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``train`` and ``train-reranker`` share: data, output folder, length, seed, resume."""
+    parser.add_argument("--beir", required=True, help="BEIR-format folder with a training split")
+    parser.add_argument("--split", default="train", help="qrels split to train on (default: train)")
+    parser.add_argument("--out", required=True, help="checkpoint folder (written after each epoch)")
+    parser.add_argument("--epochs", type=_positive_int, default=1, help="(default 1)")
+    parser.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyir", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -290,13 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_eval)
 
     tr = commands.add_parser("train", help="fine-tune a bi-encoder on a BEIR folder's split")
-    tr.add_argument("--beir", required=True, help="BEIR-format folder with a training split")
-    tr.add_argument("--split", default="train", help="qrels split to train on (default: train)")
+    _training_arguments(tr)
     tr.add_argument("--model", required=True, type=_trainable_model,
                     help="minilm (all-MiniLM-L6-v2) or a saved bi-encoder folder")
-    tr.add_argument("--out", required=True, help="checkpoint folder (written after each epoch)")
-    tr.add_argument("--epochs", type=_positive_int, default=1, help="(default 1)")
-    tr.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N steps")
     tr.add_argument("--batch-size", type=_positive_int, default=32,
                     help="pairs per step, all processes together (default 32)")
     tr.add_argument("--mini-batch", type=_positive_int, default=None,
@@ -308,10 +365,29 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loss", choices=("infonce", "triplet"), default="infonce")
     tr.add_argument("--max-length", type=_positive_int, default=128, help="tokens (default 128)")
     tr.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
+
+    rr = commands.add_parser("train-reranker",
+                             help="fine-tune a cross-encoder on a BEIR folder's split")
+    _training_arguments(rr)
+    rr.add_argument("--model", required=True, type=_reranker_base,
+                    help="minilm, a cross-encoder folder (continued) or a bi-encoder folder")
+    rr.add_argument("--batch-size", type=_positive_int, default=16,
+                    help="queries per step, each with its positive and its negatives (default 16)")
+    rr.add_argument("--negatives", type=_positive_int, default=7,
+                    help="K hard negatives per positive pair (default 7)")
+    rr.add_argument("--negatives-from", type=_model_name, default="bm25",
+                    help="the first stage that mines them: bm25 (default), minilm or a folder")
+    rr.add_argument("--loss", choices=("listwise", "bce"), default="listwise",
+                    help="softmax over 1 + K candidates (default), or per-pair BCE")
+    rr.add_argument("--pooling", choices=("pooler", "cls", "mean", "segments"), default=None,
+                    help="the head (default pooler: BERT's, sentence-transformers loads it)")
+    rr.add_argument("--max-length", type=_positive_int, default=None,
+                    help="query + passage tokens (default 256, or the model folder's)")
+    rr.add_argument("--lr", type=float, default=3e-5, help="peak learning rate (default 3e-5)")
+    rr.add_argument("--head-lr", type=float, default=None,
+                    help="the fresh head's learning rate (default: --lr)")
+    rr.set_defaults(func=_cmd_train_reranker)
 
     st = commands.add_parser("storage", help="bytes needed to store an embedding index")
     st.add_argument("--docs", type=_positive_int, required=True, help="number of documents")

@@ -450,9 +450,10 @@ _BERT_NAMES = (  # (our prefix, BERT's prefix)
     ("layers.{i}.ffn.down.", "encoder.layer.{i}.output.dense."),
     ("layers.{i}.ln_ffn.", "encoder.layer.{i}.output.LayerNorm."),
 )
-# Weights a BERT checkpoint may hold that this encoder does not use: the NSP pooler, the old
-# position_ids buffer, the pre-training heads.
-_IGNORED_BERT_PREFIXES = ("pooler.", "embeddings.position_ids", "cls.")
+# Weights a BERT checkpoint may hold that this encoder does not use: the pooler, the old
+# position_ids buffer, the pre-training heads, a sequence-classification head (a cross-encoder's:
+# tinyir.rerank reads the pooler and the classifier itself).
+_IGNORED_BERT_PREFIXES = ("pooler.", "embeddings.position_ids", "cls.", "classifier.")
 
 
 def to_bert_name(name: str) -> str:

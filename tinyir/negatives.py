@@ -73,19 +73,50 @@ def mine_hard_negatives(
         )
     depth = min(candidates + max(len(p) for p in positives), doc_embeddings.shape[0])
     scores, indices = exact_search(query_embeddings, doc_embeddings, k=depth)  # (Q, depth)
-    mined: list[list[int]] = []
+    best_positive = []
     for i in range(Q):
+        if not positives[i]:
+            raise ValueError(f"positives[{i}]: expected at least one relevant document")
+        rows = sorted(positives[i])
+        best_positive.append((doc_embeddings[rows] @ query_embeddings[i]).max().item())
+    return negatives_from_ranking(
+        scores.tolist(), indices.tolist(), positives, num_negatives, best_positive=best_positive,
+        skip_top=skip_top, relative_margin=relative_margin, absolute_margin=absolute_margin,
+        doc_texts=doc_texts, near_duplicate=near_duplicate)
+
+
+def negatives_from_ranking(
+    scores: Sequence[Sequence[float]],
+    indices: Sequence[Sequence[int]],
+    positives: Sequence[Collection[int]],
+    num_negatives: int,
+    *,
+    best_positive: Sequence[float] | None = None,
+    skip_top: int = 0,
+    relative_margin: float | None = None,
+    absolute_margin: float | None = None,
+    doc_texts: Sequence[str] | None = None,
+    near_duplicate: float | None = None,
+) -> list[list[int]]:
+    """Walk each query's ranking (any first stage: dense, BM25), best first, and keep the first
+    ``num_negatives`` documents that pass the filters of :func:`mine_hard_negatives` (the score
+    margins need ``best_positive``, each query's best positive score on the same scale)."""
+    if (relative_margin is not None or absolute_margin is not None) and best_positive is None:
+        raise ValueError("best_positive: needed when a score margin is set")
+    if near_duplicate is not None and doc_texts is None:
+        raise ValueError("doc_texts: needed when near_duplicate is set")
+    mined: list[list[int]] = []
+    for i, (row_scores, row_indices) in enumerate(zip(scores, indices, strict=True)):
         pos = set(positives[i])
         if not pos:
             raise ValueError(f"positives[{i}]: expected at least one relevant document")
-        best_positive = (doc_embeddings[sorted(pos)] @ query_embeddings[i]).max().item()
         ceiling = float("inf")
         if relative_margin is not None:
-            ceiling = min(ceiling, best_positive * (1 - relative_margin))
+            ceiling = min(ceiling, best_positive[i] * (1 - relative_margin))
         if absolute_margin is not None:
-            ceiling = min(ceiling, best_positive - absolute_margin)
+            ceiling = min(ceiling, best_positive[i] - absolute_margin)
         kept, skipped = [], 0
-        for score, j in zip(scores[i].tolist(), indices[i].tolist(), strict=True):
+        for score, j in zip(row_scores, row_indices, strict=True):
             if j in pos or score > ceiling:
                 continue
             if near_duplicate is not None and any(

@@ -5,7 +5,7 @@ them side by side. A cross-encoder feeds both through the transformer as one inp
 
     [CLS] query [SEP] passage [SEP]        token_type_ids: 0 ... 0 1 ... 1
 
-so every query token attends to every passage token in every layer, and a linear head turns the
+so every query token attends to every passage token in every layer, and a head turns the
 final [CLS] vector into one scalar. It is more accurate, and much slower: nothing can be
 precomputed per passage, so scoring N passages costs N transformer passes at query time. Hence
 retrieve-then-rerank: a cheap first stage (BM25 or a bi-encoder) picks the top ~100 passages,
@@ -16,11 +16,18 @@ the cross-encoder re-orders only those.
     model.score([(q, d1), (q, d2)])                        # (2,) scores, higher = more relevant
     model.rerank(q, [d1, d2, d3], top_k=2)                 # [(candidate index, score), ...]
 
-Head: a linear layer on the final [CLS] vector (``pooling="cls"``), as BERT's sequence
-classification and the MS MARCO cross-encoders do: the pair template puts [CLS] at position 0,
-its attention reads both segments, and the score does not depend on how many padding or passage
-tokens there are. ``pooling="mean"`` (the masked mean over all tokens, MiniLM's bi-encoder
-pooling) is there to compare.
+Head: ``pooling="pooler"`` is BERT's sequence classification, what the MS MARCO cross-encoders
+(ms-marco-MiniLM-L-6-v2) use: the final [CLS] vector goes through BERT's pooler, a dense layer and
+tanh, then a linear layer gives the score,
+
+    score = w . tanh(W_p h_[CLS] + b_p) + b
+
+The pair template puts [CLS] at position 0, its attention reads both segments, and the score does
+not depend on how many padding or passage tokens there are. Such a model is saved as a Hugging
+Face ``BertForSequenceClassification`` folder: ``sentence_transformers.CrossEncoder(folder)``
+loads it and gives the same scores. ``pooling="cls"`` drops the pooler (a linear layer on
+h_[CLS]); ``pooling="mean"`` (the masked mean over all tokens, MiniLM's bi-encoder pooling) is
+there to compare.
 
 ``pooling="segments"``: the query's and the passage's tokens are still encoded *together* (full
 cross-attention in every layer), then each segment is mean-pooled and L2-normalized, and the
@@ -43,7 +50,8 @@ import numpy as np
 import tokenizers
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from tinyir.atomic import atomic_folder
@@ -56,9 +64,11 @@ from tinyir.train import TrainHistory, check_examples, epochs_of, fit
 from tinyir.validate import check_choice, check_int_range, check_positive, check_type
 
 CONFIG_FILE = "tinyir_cross_encoder.json"
-HEAD_FILE = "head.safetensors"
 TRUNCATION_STRATEGIES = ("longest_first", "only_second")
-CROSS_ENCODER_POOLING = ("cls", "mean", "segments")
+CROSS_ENCODER_POOLING = ("pooler", "cls", "mean", "segments")
+# The head's weights in model.safetensors, under BertForSequenceClassification's names.
+POOLER_NAMES = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
+CLASSIFIER_NAMES = ("classifier.weight", "classifier.bias")
 SEGMENTS_INIT_SCALE = 20.0  # 1 / tau with tau = 0.05: the head starts as a scaled cosine
 CROSS_ENCODER_LOSSES = ("listwise", "bce")
 
@@ -186,15 +196,17 @@ def segment_product(
 
 
 class CrossEncoder(nn.Module):
-    """Encoder + linear head: ``[CLS] q [SEP] d [SEP]`` -> one relevance score (a logit).
+    """Encoder + head: ``[CLS] q [SEP] d [SEP]`` -> one relevance score (a logit).
 
     Args:
         encoder: the transformer, (B, T) ids + token types -> (B, T, C).
         tokenizer: its WordPiece tokenizer (pairs are encoded with the Rust backend's template).
         max_length: a pair is truncated to this many tokens, longest text first (the passage).
-        pooling: "cls" (default: the [CLS] vector), "mean" (masked mean over all tokens) or
+        pooling: "cls" (default: the [CLS] vector), "pooler" (BERT's pooler on [CLS], then the
+            head: BertForSequenceClassification), "mean" (masked mean over all tokens) or
             "segments" (the head reads u * v, the unit means of the query and passage tokens).
         head: optional ``nn.Linear(C, 1)``; a fresh one (BERT init, N(0, 0.02)) when None.
+        pooler: with "pooler", optional ``nn.Linear(C, C)``; a fresh one when None.
     """
 
     def __init__(
@@ -204,6 +216,7 @@ class CrossEncoder(nn.Module):
         max_length: int = 256,
         pooling: str = "cls",
         head: nn.Linear | None = None,
+        pooler: nn.Linear | None = None,
     ):
         super().__init__()
         check_type("encoder", encoder, Encoder, "a tinyir Encoder")
@@ -221,7 +234,18 @@ class CrossEncoder(nn.Module):
             head = head.to(encoder.device)
         if not isinstance(head, nn.Linear) or head.in_features != C or head.out_features != 1:
             raise ValueError(f"head: expected nn.Linear({C}, 1), got {head!r}")
+        if pooling != "pooler" and pooler is not None:
+            raise ValueError(f"pooler: only pooling='pooler' has one, got pooling={pooling!r}")
+        if pooling == "pooler" and pooler is None:
+            pooler = nn.Linear(C, C)
+            nn.init.normal_(pooler.weight, std=0.02)
+            nn.init.zeros_(pooler.bias)
+            pooler = pooler.to(encoder.device)
+        if pooler is not None and (not isinstance(pooler, nn.Linear) or pooler.in_features != C
+                                   or pooler.out_features != C):
+            raise ValueError(f"pooler: expected nn.Linear({C}, {C}), got {pooler!r}")
         self.encoder = encoder
+        self.pooler = pooler
         self.tokenizer = tokenizer
         self.head = head
         self.pooling = pooling
@@ -237,31 +261,41 @@ class CrossEncoder(nn.Module):
         cls, max_length: int = 256, pooling: str = "cls", seed: int = 0,
         device: str | torch.device | None = None,
     ) -> CrossEncoder:
-        """all-MiniLM-L6-v2's encoder and tokenizer with a fresh head (see :meth:`from_encoder`)."""
+        """all-MiniLM-L6-v2's encoder and tokenizer with a fresh head (see :meth:`from_encoder`);
+        with "pooler", MiniLM's own pretrained pooler (dense + tanh on [CLS]) under it."""
         encoder = Encoder.from_pretrained(minilm_path(), device=device)
-        return cls.from_encoder(encoder, Tokenizer.minilm(), max_length, pooling, seed)
+        pooler = _read_pooler(minilm_path() / "model.safetensors", encoder) \
+            if pooling == "pooler" else None
+        return cls.from_encoder(encoder, Tokenizer.minilm(), max_length, pooling, seed, pooler)
 
     @classmethod
     def from_encoder(
         cls, encoder: Encoder, tokenizer: Tokenizer, max_length: int = 256, pooling: str = "cls",
-        seed: int = 0,
+        seed: int = 0, pooler: nn.Linear | None = None,
     ) -> CrossEncoder:
         """A cross-encoder on ``encoder`` (e.g. a fine-tuned bi-encoder's) with a fresh head.
 
-        With "cls" or "mean" the head is random (seeded, N(0, 0.02)): its scores mean nothing
-        until :func:`train_cross_encoder` has run. With "segments" it is ``SEGMENTS_INIT_SCALE``
-        in every dimension: the score starts as cos(query segment, passage segment) / tau of
-        the jointly encoded pair. Returned in eval mode, on the encoder's device.
+        With "cls", "pooler" or "mean" the head is random (seeded, N(0, 0.02)): its scores mean
+        nothing until :func:`train_cross_encoder` has run ("pooler": ``pooler``, or a seeded
+        fresh one). With "segments" it is ``SEGMENTS_INIT_SCALE`` in every dimension: the score
+        starts as cos(query segment, passage segment) / tau of the jointly encoded pair.
+        Returned in eval mode, on the encoder's device.
         """
         generator = torch.Generator().manual_seed(seed)
-        head = nn.Linear(encoder.config.hidden_size, 1)
+        C = encoder.config.hidden_size
+        head = nn.Linear(C, 1)
         with torch.no_grad():
             if pooling == "segments":  # score = cos(u, v) / tau at step 0
                 head.weight.fill_(SEGMENTS_INIT_SCALE)
             else:
                 head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.02)
             head.bias.zero_()
-        return cls(encoder, tokenizer, max_length, pooling, head.to(encoder.device)).eval()
+            if pooling == "pooler" and pooler is None:
+                pooler = nn.Linear(C, C)
+                pooler.weight.copy_(torch.randn(pooler.weight.shape, generator=generator) * 0.02)
+                pooler.bias.zero_()
+        pooler = pooler.to(encoder.device) if pooler is not None else None
+        return cls(encoder, tokenizer, max_length, pooling, head.to(encoder.device), pooler).eval()
 
     def tokenize(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, torch.Tensor]:
         """Pairs -> ``input_ids``, ``token_type_ids``, ``attention_mask`` (B, T) on the device."""
@@ -276,6 +310,8 @@ class CrossEncoder(nn.Module):
         hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))  # (B, T, C)
         if self.pooling == "segments":
             pooled = segment_product(hidden, mask, batch["token_type_ids"])  # (B, C)
+        elif self.pooling == "pooler":
+            pooled = torch.tanh(self.pooler(hidden[:, 0]))  # (B, C), BERT's pooled output
         else:
             pooled = pool(hidden, mask, self.pooling)  # (B, C)
         return self.head(pooled).squeeze(-1)  # (B,)
@@ -341,16 +377,31 @@ class CrossEncoder(nn.Module):
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write the model to ``folder`` atomically (a temporary folder, then one rename).
 
-        Files: ``config.json`` + ``model.safetensors`` (the encoder, BERT names),
-        ``head.safetensors``, ``tokenizer.json`` and ``tinyir_cross_encoder.json``
-        (max_length, pooling). An existing ``folder`` is replaced.
+        Files: ``config.json`` + ``model.safetensors`` (BertForSequenceClassification's names:
+        ``bert.*`` for the encoder and the pooler, ``classifier.*`` for the head),
+        ``tokenizer.json`` + ``tokenizer_config.json`` and ``tinyir_cross_encoder.json``
+        (max_length, pooling). With ``pooling="pooler"`` the folder is a Hugging Face
+        sequence-classification model with one label, and ``sentence_transformers.CrossEncoder``
+        loads it (raw logits: its activation is set to Identity). Other poolings load only in
+        tinyir: sentence-transformers would put a fresh pooler under their head (transformers
+        reports ``bert.pooler.dense.*`` MISSING) and score with it. An existing ``folder`` is
+        replaced.
         """
         folder = Path(folder)
+        weights = {f"bert.{n}": t for n, t in self.encoder.bert_state_dict().items()}
+        weights |= dict(zip(CLASSIFIER_NAMES, (self.head.weight, self.head.bias), strict=True))
+        if self.pooler is not None:
+            weights |= dict(zip(POOLER_NAMES, (self.pooler.weight, self.pooler.bias), strict=True))
+        config = self.encoder.config.to_hf_config()
+        if self.pooling == "pooler":
+            config |= {"architectures": ["BertForSequenceClassification"],
+                       "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0},
+                       "sentence_transformers": {"activation_fn": "torch.nn.modules.linear.Identity"}}
         with atomic_folder(folder) as tmp:
-            self.encoder.save_pretrained(tmp)
-            head = {n: t.detach().cpu().contiguous() for n, t in self.head.state_dict().items()}
-            save_file(head, str(tmp / HEAD_FILE), {"format": "pt"})
-            self.tokenizer.save(tmp / "tokenizer.json")
+            tensors = {n: t.detach().cpu().contiguous() for n, t in weights.items()}
+            save_file(tensors, str(tmp / "model.safetensors"), {"format": "pt"})
+            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            self.tokenizer.save_pretrained(tmp, model_max_length=self.max_length)
             settings = {"max_length": self.max_length, "pooling": self.pooling}
             (tmp / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         return folder
@@ -359,22 +410,72 @@ class CrossEncoder(nn.Module):
     def from_pretrained(
         cls, folder: str | Path, device: str | torch.device | None = None
     ) -> CrossEncoder:
-        """Load a folder written by :meth:`save_pretrained`, in eval mode."""
+        """Load a folder written by :meth:`save_pretrained`, in eval mode; also a Hugging Face
+        BERT cross-encoder with one label and a ``tokenizer.json`` (e.g. ms-marco-MiniLM-L-6-v2:
+        pooling "pooler", max_length its tokenizer's ``model_max_length``)."""
         folder = Path(folder)
-        for name in (CONFIG_FILE, HEAD_FILE, "tokenizer.json"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"folder: expected {folder / name}, it does not exist")
-        settings = json.loads((folder / CONFIG_FILE).read_text())
-        encoder = Encoder.from_pretrained(folder, device=device)
-        head = nn.Linear(encoder.config.hidden_size, 1)
-        head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-        tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
-        model = cls(encoder, tokenizer, settings["max_length"], settings["pooling"],
-                    head.to(encoder.device))
+        if not (folder / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"folder: expected {folder / 'tokenizer.json'}, it does not exist")
+        settings = _read_json(folder / CONFIG_FILE) or _hf_cross_encoder_settings(folder)
+        encoder = Encoder.from_pretrained(folder, device=device)  # skips pooler and classifier
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            if not set(CLASSIFIER_NAMES) <= set(f.keys()):
+                raise ValueError(f"folder: {folder / 'model.safetensors'} holds no "
+                                 f"{' / '.join(CLASSIFIER_NAMES)} (not a cross-encoder)")
+            classifier = [f.get_tensor(n) for n in CLASSIFIER_NAMES]
+        head = _linear(classifier, encoder)
+        pooler = _read_pooler(folder / "model.safetensors", encoder) \
+            if settings["pooling"] == "pooler" else None
+        max_length = min(settings["max_length"], encoder.config.max_position)
+        model = cls(encoder, Tokenizer.from_file(folder / "tokenizer.json"), max_length,
+                    settings["pooling"], head, pooler)
         return model.eval()
 
     def extra_repr(self) -> str:
         return f"pooling={self.pooling!r}, max_length={self.max_length}"
+
+
+def _linear(tensors: Sequence[torch.Tensor], encoder: Encoder) -> nn.Linear:
+    """An ``nn.Linear`` holding (weight, bias), on the encoder's device."""
+    weight, bias = tensors
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    layer.load_state_dict({"weight": weight, "bias": bias})
+    return layer.to(encoder.device)
+
+
+def _read_pooler(path: Path, encoder: Encoder) -> nn.Linear:
+    """BERT's pooler (dense C -> C) from a checkpoint's ``[bert.]pooler.dense.*``."""
+    C = encoder.config.hidden_size
+    with safe_open(str(path), "pt") as f:
+        names = set(f.keys())
+        for prefix in ("bert.", ""):
+            wanted = [prefix + name.removeprefix("bert.") for name in POOLER_NAMES]
+            if set(wanted) <= names:
+                tensors = [f.get_tensor(n) for n in wanted]
+                break
+        else:
+            raise ValueError(f"folder: {path} holds no pooler.dense weights (pooling='pooler')")
+    if tuple(tensors[0].shape) != (C, C):
+        raise ValueError(f"folder: {path}'s pooler is {tuple(tensors[0].shape)}, expected ({C}, {C})")
+    return _linear(tensors, encoder)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _hf_cross_encoder_settings(folder: Path) -> dict:
+    """pooling / max_length of a Hugging Face BERT cross-encoder folder (no tinyir config)."""
+    config = _read_json(folder / "config.json")
+    architectures = config.get("architectures") or []
+    labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+    if "BertForSequenceClassification" not in architectures or labels != 1:
+        raise ValueError(
+            f"folder: expected a tinyir cross-encoder ({CONFIG_FILE}) or a Hugging Face "
+            f"BertForSequenceClassification with one label, got architectures {architectures} "
+            f"with {labels} labels in {folder / 'config.json'}")
+    max_length = _read_json(folder / "tokenizer_config.json").get("model_max_length", 512)
+    return {"pooling": "pooler", "max_length": int(min(max_length, 512))}
 
 
 # -----------------------------------------------------------------------------------------------
@@ -416,6 +517,7 @@ def train_cross_encoder(
     seed: int = 0,
     eval_fn=None,
     save_to: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> TrainHistory:
     """Fine-tune ``model`` in place on ``(query, positive, [negatives...])`` groups.
@@ -426,8 +528,9 @@ def train_cross_encoder(
     same number K >= 1 of negatives. Linear warm-up then linear decay; ``max_steps`` stops early.
     ``head_lr`` (default: ``lr``) gives the fresh head its own, larger learning rate: at the
     encoder's 5e-5 a randomly initialised head barely moves in a few dozen steps.
-    Returns a :class:`tinyir.train.TrainHistory` (the loss of every step); the model is left in
-    eval mode.
+    ``save_to`` / ``resume``: a checkpoint after each epoch, and continuing from it
+    (:func:`tinyir.train.fit`). Returns a :class:`tinyir.train.TrainHistory` (the loss of every
+    step); the model is left in eval mode.
     """
     check_choice("loss", loss, CROSS_ENCODER_LOSSES)
     data, _ = check_examples(examples, min_negatives=1)
@@ -445,6 +548,46 @@ def train_cross_encoder(
 
     return fit(model, epochs_of(len(data), epochs, batch_size, seed, max_steps), step_loss,
                lr=lr, params=groups, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
-               grad_clip=grad_clip, seed=seed, eval_fn=eval_fn, save_to=save_to,
+               grad_clip=grad_clip, seed=seed, eval_fn=eval_fn, save_to=save_to, resume=resume,
                progress=progress, desc="train cross-encoder")
 
+
+
+def reranker_to_train(
+    model: str | Path, pooling: str | None = None, max_length: int | None = None, seed: int = 0,
+    device: str | torch.device | None = None,
+) -> CrossEncoder:
+    """The cross-encoder a training run starts from (``tinyir train-reranker --model``).
+
+    ``model``: "minilm" (all-MiniLM-L6-v2 with its pooler and a fresh head), a cross-encoder
+    folder (continued as it is; ``pooling`` must then be None or its own), or a bi-encoder folder
+    (its encoder and tokenizer, a fresh head; with "pooler", the folder's pooler when it has
+    one). ``pooling`` defaults to "pooler" (BERT's sequence classification), ``max_length`` to
+    256 (a cross-encoder folder's own).
+    """
+    from tinyir.biencoder import BiEncoder
+
+    check_choice("pooling", pooling, (None, *CROSS_ENCODER_POOLING))
+    if model == "minilm":
+        return CrossEncoder.minilm(max_length or 256, pooling or "pooler", seed, device)
+    folder = Path(model)
+    if not folder.is_dir():
+        raise ValueError(f"model: expected 'minilm' or a model folder, got {model!r} (no such folder)")
+    if (folder / CONFIG_FILE).is_file() or "BertForSequenceClassification" in (
+            _read_json(folder / "config.json").get("architectures") or []):
+        found = CrossEncoder.from_pretrained(folder, device=device)
+        if pooling not in (None, found.pooling):
+            raise ValueError(f"pooling: {folder} is a cross-encoder with pooling "
+                             f"{found.pooling!r}; got {pooling!r}")
+        return CrossEncoder(found.encoder, found.tokenizer, max_length or found.max_length,
+                            found.pooling, found.head, found.pooler).eval()
+    base = BiEncoder.from_pretrained(folder, device=device)
+    pooling = pooling or "pooler"
+    pooler = None
+    if pooling == "pooler":
+        try:
+            pooler = _read_pooler(folder / "model.safetensors", base.encoder)
+        except ValueError:  # a tinyir bi-encoder has none: a fresh one
+            pooler = None
+    return CrossEncoder.from_encoder(base.encoder, base.tokenizer, max_length or 256, pooling,
+                                     seed, pooler)

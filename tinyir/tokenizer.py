@@ -28,7 +28,7 @@ import tokenizers
 import torch
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from tinyir.atomic import atomic_file
+from tinyir.atomic import atomic_file, write_atomic
 from tinyir.pretrained import minilm_path
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -184,13 +184,23 @@ class Tokenizer:
         self.backend.save(str(path))
         return path
 
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, model_max_length: int | None = None) -> Path:
         """Write ``folder/tokenizer.json`` atomically, as every model of the course saves itself
-        (``from_pretrained(folder)`` reads it back); returns ``folder``."""
+        (``from_pretrained(folder)`` reads it back); returns ``folder``.
+
+        With ``model_max_length`` also Hugging Face's ``tokenizer_config.json`` (special tokens,
+        lowercasing, and the length ``AutoTokenizer(..., truncation=True)`` cuts at), so
+        transformers and sentence-transformers tokenize as tinyir does."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(folder / "tokenizer.json") as tmp:
             self.backend.save(str(tmp))
+        if model_max_length is not None:
+            config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase,
+                      "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                      "cls_token": "[CLS]", "mask_token": "[MASK]",
+                      "model_max_length": model_max_length}
+            write_atomic(folder / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
         return folder
 
     @classmethod

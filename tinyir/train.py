@@ -391,11 +391,13 @@ def beir_examples(folder: str | Path, split: str = "train", *, hard_negatives: i
     with ``hard_negatives=K``, each with the K passages ``model`` ranks highest that are not
     positives of its query (:func:`tinyir.negatives.mine_hard_negatives`: top 30, a 5% relative
     margin under the best positive and word-Jaccard near-duplicates >= 0.8 dropped as likely
-    false negatives). A pair with fewer than K negatives left is dropped (said on stderr).
+    false negatives). ``model="bm25"`` mines with BM25 instead (top 30 minus positives and
+    near-duplicates: BM25 scores have no scale a margin could use). A pair with fewer than K
+    negatives left is dropped (said on stderr).
     Raises naming what is wrong: no such split, an empty one, ids that do not resolve.
     """
     from tinyir.beir import load_beir
-    from tinyir.negatives import mine_hard_negatives
+    from tinyir.negatives import mine_hard_negatives, negatives_from_ranking
 
     ds = load_beir(folder, split)  # validates every line and every id
     if not ds.qrels:
@@ -410,12 +412,21 @@ def beir_examples(folder: str | Path, split: str = "train", *, hard_negatives: i
     row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
     query_ids = sorted(ds.qrels)
     positives = [[row[d] for d, grade in ds.qrels[q].items() if grade > 0] for q in query_ids]
-    doc_embeddings = model.encode(texts, progress=progress)
-    query_embeddings = model.encode([ds.queries[q] for q in query_ids], progress=progress)
-    mined = mine_hard_negatives(
-        torch.nn.functional.normalize(query_embeddings, dim=-1),
-        torch.nn.functional.normalize(doc_embeddings, dim=-1), positives, hard_negatives,
-        candidates=30, relative_margin=0.05, doc_texts=texts, near_duplicate=0.8)
+    query_texts = [ds.queries[q] for q in query_ids]
+    if isinstance(model, str) and model == "bm25":
+        from tinyir.bm25 import BM25
+
+        depth = min(30 + max(len(p) for p in positives), len(texts))
+        scores, top = BM25().index(texts, progress=progress).search(query_texts, k=depth)
+        mined = negatives_from_ranking(scores.tolist(), top.tolist(), positives, hard_negatives,
+                                       doc_texts=texts, near_duplicate=0.8)
+    else:
+        doc_embeddings = model.encode(texts, progress=progress)
+        query_embeddings = model.encode(query_texts, progress=progress)
+        mined = mine_hard_negatives(
+            torch.nn.functional.normalize(query_embeddings, dim=-1),
+            torch.nn.functional.normalize(doc_embeddings, dim=-1), positives, hard_negatives,
+            candidates=30, relative_margin=0.05, doc_texts=texts, near_duplicate=0.8)
     negatives = dict(zip(query_ids, mined, strict=True))
     examples = [(ds.queries[q], text_of[d], tuple(texts[j] for j in negatives[q]))
                 for q, d in pairs if len(negatives[q]) == hard_negatives]

@@ -27,7 +27,7 @@ from tinyir.pydocs import PYDOCS_DIR, dataset_fingerprint
 from tinyir.rerank import CrossEncoder, train_cross_encoder
 
 # Bump a builder's version when it changes what it produces for the same key.
-_CROSS_ENCODER_VERSION = 2
+_CROSS_ENCODER_VERSION = 3  # 3: one model.safetensors in BertForSequenceClassification names
 _COLBERT_VERSION = 1
 
 # -----------------------------------------------------------------------------------------------
