@@ -162,6 +162,14 @@ def test_train_reranker_writes_a_folder_both_libraries_load(beir, tiny_model, tm
     theirs = torch.as_tensor(STCrossEncoder(str(out), device="cpu").predict(pairs))
     assert_close(theirs, ours, depth=3, what="sentence-transformers vs tinyir")
 
+    # only a frozen table stays as it was
+    start = BiEncoder.from_pretrained(tiny_model).encoder.embeddings.word_embeddings.weight
+    assert not torch.equal(trained.encoder.embeddings.word_embeddings.weight, start)
+    frozen = tmp_path / "frozen"
+    assert main(_train_reranker(beir, tiny_model, frozen, "--freeze-word-embeddings")) == 0
+    table = CrossEncoder.from_pretrained(frozen).encoder.embeddings.word_embeddings.weight
+    assert torch.equal(table, start)
+
     # --resume continues the checkpoint: a third epoch on top of the two
     assert main(_train_reranker(beir, out, out, "--epochs", "3", "--resume")) == 0
     history = json.loads((out / "training.json").read_text())

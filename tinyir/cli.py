@@ -87,6 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          max_length_doc=args.max_length, seed=args.seed,
                          mini_batch=args.mini_batch, max_steps=args.max_steps)
     model = load_retriever_model(args.model)
+    model.encoder.embeddings.word_embeddings.requires_grad_(not args.freeze_word_embeddings)
     examples = beir_examples(args.beir, args.split, hard_negatives=args.hard_negatives,
                              model=model, progress=not args.quiet)
     start = time.perf_counter()
@@ -125,6 +126,7 @@ def _cmd_train_reranker(args: argparse.Namespace) -> int:
 
     out = _check_out(args)
     model = reranker_to_train(args.model, args.pooling, args.max_length, args.seed)
+    model.encoder.embeddings.word_embeddings.requires_grad_(not args.freeze_word_embeddings)
     # Negatives: what the first stage ranks high for the query, minus its positives and likely
     # false negatives (tinyir.train.beir_examples), i.e. what the reranker will have to sort out.
     miner = "bm25" if args.negatives_from == "bm25" else load_retriever_model(args.negatives_from)
@@ -157,12 +159,13 @@ def _train_processes(args: argparse.Namespace, examples: list, config, out) -> l
         port = s.getsockname()[1]
     mp.spawn(_train_worker, nprocs=args.nproc, join=True,
              args=(args.nproc, port, args.model, examples, config, str(out), args.resume,
-                   not args.quiet, torch.cuda.device_count() >= args.nproc))
+                   not args.quiet, torch.cuda.device_count() >= args.nproc,
+                   args.freeze_word_embeddings))
     return json.loads((out / "training.json").read_text())["history"]["losses"]
 
 
 def _train_worker(rank: int, world: int, port: int, model_name: str, examples: list, config,
-                  out: str, resume: bool, progress: bool, cuda: bool) -> None:
+                  out: str, resume: bool, progress: bool, cuda: bool, freeze: bool) -> None:
     import torch
     import torch.distributed as dist
 
@@ -175,6 +178,7 @@ def _train_worker(rank: int, world: int, port: int, model_name: str, examples: l
     try:
         device = torch.device(f"cuda:{rank}") if cuda else torch.device("cpu")
         model = load_retriever_model(model_name, device=device)
+        model.encoder.embeddings.word_embeddings.requires_grad_(not freeze)
         train_biencoder(model, examples, config, eval_before=False, save_to=out, resume=resume,
                         progress=progress and rank == 0)
     finally:
@@ -316,6 +320,9 @@ def _training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="checkpoint folder (written after each epoch)")
     parser.add_argument("--epochs", type=_positive_int, default=1, help="(default 1)")
     parser.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N steps")
+    parser.add_argument("--freeze-word-embeddings", action="store_true",
+                        help="keep the token embedding table as it is (a checkpoint can then "
+                             "share it with the starting model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
