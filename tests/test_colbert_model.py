@@ -90,6 +90,56 @@ def test_train_projection_lowers_the_loss_and_leaves_the_encoder_alone(tokenizer
     assert (scores.argmax(dim=1) == torch.arange(6)).float().mean() >= 0.5
 
 
+PAIRS = [("sum of elements", "cumsum sum elements"), ("open a file", "open file"),
+         ("sort a list", "sorted list"), ("random number", "random integer"),
+         ("join paths", "path join"), ("read bytes", "read binary bytes")]
+
+
+def test_train_colbert_trains_encoder_and_projection_through_maxsim(tokenizer, tmp_path):
+    from tinyir.colbert import train_colbert
+
+    model = tiny_colbert(tokenizer, dim=8)
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    # each negative is another pair's positive: make_batches keeps such pairs apart
+    examples = [(q, d, [PAIRS[(i + 1) % len(PAIRS)][1]]) for i, (q, d) in enumerate(PAIRS)]
+    history = train_colbert(model, examples, epochs=30, lr=1e-3, projection_lr=1e-2,
+                            batch_size=6, progress=False, save_to=tmp_path / "ck")
+    losses = history.losses
+    assert len(losses) >= 30 and sum(losses[-5:]) / 5 < losses[0] - 0.3, (losses[0], losses[-5:])
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert "projection.weight" in moved and any(n.startswith("encoder.") for n in moved)
+    assert not model.training
+    loaded = ColBERT.from_pretrained(tmp_path / "ck")  # fit's checkpoint is a ColBERT folder
+    q, qm = model.encode_queries([q for q, _ in PAIRS])
+    q2, qm2 = loaded.encode_queries([q for q, _ in PAIRS])
+    assert torch.equal(q, q2) and torch.equal(qm, qm2)
+
+
+def test_train_colbert_step_is_in_batch_maxsim_cross_entropy(tokenizer):
+    """Oracle: the loss of one step, computed by a loop over queries and candidate passages."""
+    from tinyir.colbert import train_colbert
+
+    model = tiny_colbert(tokenizer, dim=8)
+    examples = [(q, d, [PAIRS[i + 3][1]]) for i, (q, d) in enumerate(PAIRS[:3])]  # one batch
+    expected_model = tiny_colbert(tokenizer, dim=8).train()
+    docs = [d for _, d, _ in examples] + [n[0] for _, _, n in examples]
+    logits = []
+    for q_text, _, _ in examples:
+        q, qk = expected_model(expected_model.tokenize([q_text], True), True)
+        row = []
+        for d_text in docs:
+            d, dk = expected_model(expected_model.tokenize([d_text], False), False)
+            sims = q[0][qk[0]] @ d[0][dk[0]].T  # (real query tokens, kept doc tokens)
+            row.append(sims.max(dim=1).values.sum())
+        logits.append(torch.stack(row))
+    expected = torch.nn.functional.cross_entropy(torch.stack(logits), torch.arange(3))
+    # one step, no warm-up: the first loss is computed before any update
+    history = train_colbert(model, examples, epochs=1, batch_size=3, warmup_ratio=0.0,
+                            progress=False)
+    assert_close(history.losses[0], expected.item(), depth=TOKEN_DEPTH + 2, scale=1.0,
+                 what="first step's loss vs loop")
+
+
 @pytest.mark.cuda
 def test_cuda_encoding_matches_cpu(tokenizer, tmp_path):
     model = tiny_colbert(tokenizer)

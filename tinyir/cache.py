@@ -86,6 +86,20 @@ def cached_model(name: str, key: dict, build: Callable[[], object], load: Callab
     return model
 
 
+def cached_folder(name: str, key: dict, write: Callable[[Path], object],
+                  verbose: bool = True) -> Path:
+    """The folder of an entry that ``write(folder)`` fills (a model unpacked from a checkpoint,
+    say), written only when the entry is missing. Returns it."""
+    final = entry_path(name, key)
+    if not (final / KEY_FILE).is_file():
+        if verbose:
+            print(f"[cache] building {final.name} (once; later runs load it)", file=sys.stderr)
+        with atomic_folder(final, keep_existing=True) as tmp:
+            write(tmp / "model")
+            _write_key(tmp, key)
+    return final / "model"
+
+
 def _write_key(folder: Path, key: dict) -> None:
     """The entry's key, written last: an entry without it is not complete (and not read)."""
     (folder / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")

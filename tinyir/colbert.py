@@ -7,6 +7,7 @@ Queries and documents are encoded to one normalized vector per token and scored 
 from __future__ import annotations
 
 import math
+import random
 import sys
 
 import torch
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from tinyir.batching import length_batches
 from tinyir.maxsim import max_sim_matrix
-from tinyir.train import TrainHistory, epochs_of, fit
+from tinyir.train import TrainHistory, check_examples, epochs_of, first_steps, fit, make_batches
 from tinyir.validate import check_positive, check_type
 
 COLBERT_CONFIG_FILE = "tinyir_colbert.json"
@@ -252,6 +253,58 @@ def train_projection(
     return fit(model, epochs_, step_loss, lr=lr, params=model.projection.parameters(),
                warmup_ratio=0.0, decay=False, weight_decay=0.0, grad_clip=None, seed=seed,
                progress=progress, desc="train projection")
+
+
+def train_colbert(
+    model: ColBERT,
+    examples,
+    epochs: int = 1,
+    lr: float = 2e-5,
+    *,
+    projection_lr: float | None = 1e-3,
+    batch_size: int = 32,
+    warmup_ratio: float = 0.1,
+    max_steps: int | None = None,
+    seed: int = 0,
+    save_to=None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainHistory:
+    """Train ColBERT end to end: the encoder *and* the projection, through MaxSim.
+
+    ``examples``: (query, positive) pairs or (query, positive, [K hard negatives]) triples, as
+    :func:`tinyir.train.check_examples` reads them. Each step encodes B queries and B x (1 + K)
+    passages with gradients and takes cross-entropy over the (B, B x (1 + K)) MaxSim matrix,
+    row i's label being its own positive: the other queries' passages are in-batch negatives,
+    as in ColBERTv2 (raw MaxSim sums as logits). AdamW, linear warm-up and decay
+    (:func:`tinyir.train.fit`); ``projection_lr`` gives the fresh projection its own rate.
+    """
+    if model.projection is None:
+        raise ValueError("model: has no projection to train (dim=None)")
+    data, _ = check_examples(examples)
+    check_positive("batch_size", batch_size)
+    head = list(model.projection.parameters())
+    body = [p for p in model.parameters() if all(p is not h for h in head)]
+    groups = [{"params": body, "lr": lr},
+              {"params": head, "lr": lr if projection_lr is None else projection_lr}]
+
+    def step_loss(rows: list[int]) -> Tensor:
+        queries = [data[i][0] for i in rows]
+        docs = [data[i][1] for i in rows] + [n for i in rows for n in data[i][2]]
+        q, q_keep = model(model.tokenize(queries, is_query=True), is_query=True)  # (B, Lq, D)
+        d, d_keep = model(model.tokenize(docs, is_query=False), is_query=False)  # (B(1+K), Ld, D)
+        scores = max_sim_matrix(q, q_keep, d, d_keep)  # (B, B(1+K)), column i = query i's positive
+        return torch.nn.functional.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
+
+    # The bi-encoder's batches (tinyir.train.make_batches: no text twice in a batch, so no
+    # in-batch negative is a copy of a positive): same examples and seed, same batches.
+    rng = random.Random(seed)
+    epochs_ = [[b for b in make_batches(data, batch_size, rng) if len(b) > 1]
+               for _ in range(epochs)]
+    if max_steps is not None:
+        epochs_ = first_steps(epochs_, max_steps)
+    return fit(model, epochs_, step_loss, lr=lr, params=groups, warmup_ratio=warmup_ratio,
+               seed=seed, save_to=save_to, resume=resume, progress=progress, desc="train colbert")
 
 
 def _frozen_states(model: ColBERT, texts: list[str], is_query: bool,

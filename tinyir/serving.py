@@ -1,10 +1,15 @@
-"""Serving embeddings: dynamic batching, what Text Embeddings Inference (TEI) does.
+"""Serving embeddings: dynamic batching, as Text Embeddings Inference (TEI) does it.
 
 A GPU encodes 32 texts in about the time it takes to encode one, so a server collects the
 requests that arrive close together into one batch. It closes a batch when the next request
 would not fit (``max_batch_size`` texts, or ``max_batch_tokens`` padded tokens: batch size x
 longest request) or when the oldest request has waited ``max_wait_ms``: a lone request is
 served after at most that wait, never left behind.
+
+Two differences from TEI, both named in notebook 13: TEI has no wait timer (it takes what is
+waiting the moment the model is free: ``max_wait_ms=0`` here), and for the models it runs
+without padding its ``--max-batch-tokens`` counts the *sum* of the texts' tokens, not batch size
+x longest.
 
 - ``DynamicBatcher``: the real thing, a worker thread that serves ``submit(text)`` calls from
   any thread with ``concurrent.futures.Future`` results.

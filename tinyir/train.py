@@ -242,10 +242,10 @@ def epochs_of(n_items: int, epochs: int, batch_size: int, seed: int,
     for _ in range(epochs):
         rng.shuffle(order)
         out.append([order[i:i + batch_size] for i in range(0, n_items, batch_size)])
-    return out if max_steps is None else _first_steps(out, max_steps)
+    return out if max_steps is None else first_steps(out, max_steps)
 
 
-def _first_steps(epochs: list[list], max_steps: int) -> list[list]:
+def first_steps(epochs: list[list], max_steps: int) -> list[list]:
     """The first ``max_steps`` batches, in their epochs; the epochs left empty are dropped."""
     kept, left = [], max_steps
     for batches in epochs:
@@ -346,7 +346,7 @@ def train_biencoder(
         epochs = [[_share(b, rank, world) for b in batches if len(b) >= world]
                   for batches in epochs]
     if config.max_steps is not None:
-        epochs = _first_steps(epochs, config.max_steps)
+        epochs = first_steps(epochs, config.max_steps)
     step = cached_step_loss if config.mini_batch else plain_step_loss
     return fit(model, epochs, lambda batch: step(model, [data[i] for i in batch], K, config),
                lr=config.lr, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
