@@ -2,7 +2,7 @@
 #   make course   set up .venv (if needed), build the dataset, start JupyterLab on notebooks/
 #   make test     set up .venv (if needed), build the dataset, run the whole test suite
 # Other targets: make book, make data, make test-1thread, make test-gpu, make test-browser,
-# make bench, make grader-image, make lint, make clean-venv.
+# make bench, make checkpoints, make measure, make grader-image, make lint, make clean-venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 export TQDM_MININTERVAL := 1
 
 .PHONY: install data course book system-deps test test-1thread test-fast test-notebooks test-gpu \
-        test-browser bench grader-image lint clean-venv
+        test-browser bench checkpoints measure grader-image lint clean-venv
 
 install: $(STAMP)
 
@@ -81,6 +81,15 @@ bench: data
 	$(BIN)/python benchmarks/run_all.py
 	$(BIN)/python benchmarks/grading.py
 	$(BIN)/python benchmarks/gradcache.py
+
+# The course's trained models (tinyir/course/checkpoints/): retrain each by its recipe, score it,
+# pack it (README: how long on a CPU and a GPU). Then measure every system on the test split
+# with them (results.json, which the lessons read).
+checkpoints: data
+	$(BIN)/python -m tinyir.course.checkpoints build
+
+measure: data
+	$(BIN)/python -m tinyir.course.measure
 
 # The real-browser test of the quizzes alone (it also runs in make test).
 test-browser: data system-deps

@@ -45,10 +45,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from tinyir.evaluate import evaluate_beir
 
     rerank = args.rerank
-    if rerank == "course":  # the course's fine-tuned cross-encoder (trained once, then cached)
-        from tinyir.course.rerankers import finetuned_cross_encoder
+    if rerank == "course":  # the course's reranker checkpoint, unpacked into the cache once
+        from tinyir.course.checkpoints import unpacked
 
-        rerank = finetuned_cross_encoder(progress=not args.quiet)
+        rerank = unpacked("reranker", progress=not args.quiet)
     result = evaluate_beir(
         args.beir,
         model=args.model,
@@ -71,7 +71,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
     from tinyir.evaluate import load_retriever_model
     from tinyir.train import TrainConfig, beir_examples, train_biencoder
@@ -351,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--hybrid", choices=("bm25",), default=None,
                     help="fuse the model's ranking with BM25's (reciprocal rank fusion)")
     ev.add_argument("--rerank", type=_reranker, default=None,
-                    help="a cross-encoder folder, or 'course' (the course's reranker)")
+                    help="a cross-encoder folder, or 'course' (the course's reranker checkpoint)")
     ev.add_argument("--rerank-depth", type=_positive_int, default=100,
                     help="first-stage documents reranked per query (default 100)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -58,15 +58,29 @@ MAX_BYTES = 25 * 2**20  # what one checkpoint may weigh in the repository
 DEV_CHECK = {"split": "dev", "n_queries": 100, "first_stage": "bm25", "depth": 20}
 
 RERANKER_RECIPE = {
-    # A cross-encoder the way sentence-transformers' MS MARCO rerankers are built: MiniLM with
-    # BERT's sequence-classification head (its pretrained pooler + a fresh linear layer), every
-    # positive pair of pydocs train with 3 BM25-mined hard negatives, listwise softmax loss,
-    # one epoch. The token table stays frozen (shared with MiniLM, see above).
+    # A cross-encoder on the bi-encoder checkpoint's encoder with the "segments" head: query and
+    # passage are encoded together (full cross-attention in every layer) and the head starts as
+    # the cosine of their two segments / 0.05, i.e. as good as the retriever it reranks; then
+    # every positive pair of pydocs train with 3 BM25-mined hard negatives, listwise softmax,
+    # one epoch. BERT's standard head (pooler + a fresh linear layer on [CLS]) trained by the
+    # same command for the same 416 steps reached nDCG@10 0.522 on the dev check (BM25 alone
+    # 0.495, MiniLM as shipped 0.558): a random head needs far more than 6,655 queries
+    # (STANDARD_HEAD_RUN). The token table stays frozen (shared with MiniLM, see above).
     "kind": "cross-encoder",
-    "command": ["train-reranker", "--beir", "{pydocs}", "--model", "minilm", "--out", "{out}",
-                "--negatives", "3", "--negatives-from", "bm25", "--batch-size", "16",
-                "--max-length", "128", "--lr", "4e-5", "--head-lr", "5e-4",
+    "command": ["train-reranker", "--beir", "{pydocs}", "--model", "{biencoder}", "--out", "{out}",
+                "--pooling", "segments", "--negatives", "3", "--negatives-from", "bm25",
+                "--batch-size", "16", "--max-length", "128", "--lr", "2e-5", "--head-lr", "1e-3",
                 "--freeze-word-embeddings", "--seed", "0", "--quiet"],
+    "needs": ["biencoder"],
+}
+# The run the recipe above replaced, as measured on this machine (2026-11-30).
+STANDARD_HEAD_RUN = {
+    "command": "tinyir train-reranker --beir data/pydocs --model minilm --out DIR --negatives 3 "
+               "--negatives-from bm25 --batch-size 16 --max-length 128 --lr 4e-5 --head-lr 5e-4 "
+               "--freeze-word-embeddings --seed 0",
+    "steps": 416, "seconds": 1973.9, "final_loss_last_40_steps": 0.897,
+    "dev": {"ndcg@10": 0.521826, "mrr@10": 0.468437},
+    "dev_bm25_alone": {"ndcg@10": 0.495154},
 }
 # ColBERT and a bi-encoder on the same data and budget: every positive pair of pydocs train with
 # one BM25-mined hard negative, the same batches (tinyir.train.make_batches, same seed), the same
@@ -79,7 +93,8 @@ COLBERT_RECIPE = {"kind": "colbert", **MATCHED, "dim": 128, "projection_lr": 1e-
                   "loss": "in-batch + hard-negative MaxSim cross-entropy (raw MaxSim sums)"}
 BIENCODER_RECIPE = {"kind": "biencoder", **MATCHED, "pooling": "mean", "normalize": True,
                     "loss": "InfoNCE, tau = 0.05, in-batch + hard negatives"}
-RECIPES = {"reranker": RERANKER_RECIPE, "colbert": COLBERT_RECIPE, "biencoder": BIENCODER_RECIPE}
+# In build order: the reranker starts from the bi-encoder.
+RECIPES = {"biencoder": BIENCODER_RECIPE, "colbert": COLBERT_RECIPE, "reranker": RERANKER_RECIPE}
 
 
 def _model_class(kind: str):
@@ -282,7 +297,8 @@ def train(name: str, out: Path, progress: bool = True) -> None:
     if recipe["kind"] == "cross-encoder":
         from tinyir.cli import main
 
-        command = [a.format(pydocs=PYDOCS_DIR, out=out) for a in recipe["command"]]
+        needs = {n: unpacked(n) for n in recipe.get("needs", ())}
+        command = [a.format(pydocs=PYDOCS_DIR, out=out, **needs) for a in recipe["command"]]
         if main(command) != 0:
             raise RuntimeError(f"tinyir {' '.join(command)} failed")
         return
@@ -348,7 +364,7 @@ def _main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("build", help="train by the recipe, score and pack")
-    b.add_argument("names", nargs="*", default=sorted(RECIPES), help="(default: all)")
+    b.add_argument("names", nargs="*", default=list(RECIPES), help="(default: all, in build order)")
     b.add_argument("--trained", default=None, help="pack this trained folder instead of training")
     commands.add_parser("check", help="every shipped checkpoint reproduces its dev metric")
     args = parser.parse_args(argv)
