@@ -113,8 +113,8 @@ def _model_class(kind: str):
 def load(name: str, device: str | torch.device | None = None, progress: bool = False):
     """Checkpoint ``name`` ("reranker", "colbert", "biencoder") as its tinyir model, in eval mode.
 
-    Unpacked once into the cache as a full float32 folder (``tinyir eval --rerank`` and
-    sentence-transformers read the same folder), then loaded from there.
+    Unpacked once into the cache as a full float32 folder in tinyir's format (``tinyir eval
+    --model`` / ``--rerank`` read the same folder), then loaded from there.
     """
     kind = read_manifest(name)["recipe"]["kind"]
     return _model_class(kind).from_pretrained(unpacked(name, progress), device=device)
