@@ -60,7 +60,7 @@ DEV_CHECK = {"split": "dev", "n_queries": 100, "first_stage": "bm25", "depth": 2
 RERANKER_RECIPE = {
     # A cross-encoder on the bi-encoder checkpoint's encoder with the "segments" head: query and
     # passage are encoded together (full cross-attention in every layer) and the head starts as
-    # the cosine of their two segments / 0.05, i.e. as good as the retriever it reranks; then
+    # the cosine of their two segments / 0.05 (a score with meaning, not a random head); then
     # every positive pair of pydocs train with 3 BM25-mined hard negatives, listwise softmax,
     # one epoch. BERT's standard head (pooler + a fresh linear layer on [CLS]) trained by the
     # same command from MiniLM for the same 416 steps reached nDCG@10 0.522 on the dev check
