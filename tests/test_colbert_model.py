@@ -140,6 +140,33 @@ def test_train_colbert_step_is_in_batch_maxsim_cross_entropy(tokenizer):
                  what="first step's loss vs loop")
 
 
+def test_in_batch_loss_is_the_loop_and_reaches_the_encoder(tokenizer):
+    """in_batch_loss (what each training step minimizes, and what lesson 11 writes out) equals
+    the per-pair loop, and its gradient reaches the encoder as well as the projection."""
+    from tinyir.colbert import in_batch_loss
+
+    model = tiny_colbert(tokenizer, dim=8)
+    queries, docs = [q for q, _ in PAIRS[:3]], [d for _, d in PAIRS[:4]]  # 3 positives + 1 extra
+    logits = []
+    for q_text in queries:
+        q, qk = model(model.tokenize([q_text], True), True)
+        row = []
+        for d_text in docs:
+            d, dk = model(model.tokenize([d_text], False), False)
+            row.append((q[0][qk[0]] @ d[0][dk[0]].T).max(dim=1).values.sum())
+        logits.append(torch.stack(row))
+    expected = torch.nn.functional.cross_entropy(torch.stack(logits), torch.arange(3))
+    loss = in_batch_loss(model, queries, docs)
+    assert_close(loss, expected, depth=TOKEN_DEPTH + 2, scale=1.0, what="in_batch_loss vs loop")
+    loss.backward()
+    assert model.projection.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    with pytest.raises(ValueError, match="docs"):
+        in_batch_loss(model, queries, docs[:2])  # fewer passages than queries: no positive for one
+    with pytest.raises(ValueError, match="queries"):
+        in_batch_loss(model, [], docs)
+
+
 @pytest.mark.cuda
 def test_cuda_encoding_matches_cpu(tokenizer, tmp_path):
     model = tiny_colbert(tokenizer)

@@ -24,7 +24,8 @@ def test_results_belong_to_the_shipped_checkpoints_and_data(results):
     assert results["data"] == dataset_fingerprint(PYDOCS_DIR)
     for name, digest in results["checkpoints"].items():
         assert checkpoints.read_manifest(name)["weights_sha256"] == digest, name
-    systems = set(measure.FIRST_STAGES) | {"colbert"} | {f"{s}+rerank" for s in measure.RERANKED}
+    systems = set(measure.FIRST_STAGES) | {"colbert"} | {
+        f"{s}+rerank@{d}" for s in measure.RERANKED for d in results["depths"]}
     assert set(results["per_query"]) == systems
     for name, metrics in results["per_query"].items():
         assert set(metrics) == set(measure.METRICS)

@@ -255,6 +255,23 @@ def train_projection(
                progress=progress, desc="train projection")
 
 
+def in_batch_loss(model: ColBERT, queries: list[str], docs: list[str]) -> Tensor:
+    """The loss of one ColBERT training step: cross-entropy over the (B, N) MaxSim matrix of B
+    queries against N >= B passages, where ``docs[i]`` is query i's positive and every other
+    passage (the other positives, then any hard negatives) is a negative. Differentiable
+    through the projection and the encoder.
+    """
+    if not isinstance(queries, list) or not queries:
+        raise ValueError("queries: expected a non-empty list of str")
+    if not isinstance(docs, list) or len(docs) < len(queries):
+        raise ValueError(f"docs: expected a list of at least len(queries) = {len(queries)} "
+                         f"passages, positives first")
+    q, q_keep = model(model.tokenize(queries, is_query=True), is_query=True)  # (B, Lq, D)
+    d, d_keep = model(model.tokenize(docs, is_query=False), is_query=False)  # (N, Ld, D)
+    scores = max_sim_matrix(q, q_keep, d, d_keep)  # (B, N), column i = query i's positive
+    return torch.nn.functional.cross_entropy(scores, torch.arange(len(queries), device=scores.device))
+
+
 def train_colbert(
     model: ColBERT,
     examples,
@@ -291,10 +308,7 @@ def train_colbert(
     def step_loss(rows: list[int]) -> Tensor:
         queries = [data[i][0] for i in rows]
         docs = [data[i][1] for i in rows] + [n for i in rows for n in data[i][2]]
-        q, q_keep = model(model.tokenize(queries, is_query=True), is_query=True)  # (B, Lq, D)
-        d, d_keep = model(model.tokenize(docs, is_query=False), is_query=False)  # (B(1+K), Ld, D)
-        scores = max_sim_matrix(q, q_keep, d, d_keep)  # (B, B(1+K)), column i = query i's positive
-        return torch.nn.functional.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
+        return in_batch_loss(model, queries, docs)
 
     # The bi-encoder's batches (tinyir.train.make_batches: no text twice in a batch, so no
     # in-batch negative is a copy of a positive): same examples and seed, same batches.

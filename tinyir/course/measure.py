@@ -2,8 +2,10 @@
 
 Every query of the test split against the whole corpus: BM25; MiniLM as shipped; the matched
 bi-encoder checkpoint (``dense``); reciprocal rank fusion of dense and BM25 (``hybrid``); each
-of those first stages reordered by the reranker checkpoint (its top ``depth``); and the
-end-to-end ColBERT checkpoint. For each system the JSON keeps nDCG@10, Recall@100 and MRR@10
+of those first stages reordered by the reranker checkpoint (its top ``depth``, named
+``<first stage>+rerank@<depth>``, one system per depth asked for; the deeper set of pairs
+contains the shallower); and the end-to-end ColBERT checkpoint. For each system the JSON keeps
+nDCG@10, Recall@100 and MRR@10
 *per query*, so a lesson computes any paired bootstrap interval from it; plus the wall time of
 each stage, the hardware and the checkpoints' sha256s (a result belongs to those weights).
 
@@ -11,7 +13,7 @@ Reranking is the expensive part on a CPU (a transformer pass per query-passage p
 pair is scored once whichever first stage proposed it, and the scores are saved as they come
 (``pair_scores.safetensors`` in the cache): an interrupted run resumes where it stopped.
 
-    python -m tinyir.course.measure [--depth 100]      # writes tinyir/course/checkpoints/results.json
+    python -m tinyir.course.measure [--depths 20 100]      # writes tinyir/course/checkpoints/results.json
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ RESULTS = checkpoints.CHECKPOINTS / "results.json"
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 FIRST_STAGES = ("bm25", "minilm", "dense", "hybrid")
 RERANKED = ("bm25", "dense", "hybrid")  # first stages the reranker reorders
+DEPTHS = (20, 100)  # passages reranked per query
 
 
-def measure(depth: int = 100, out: Path = RESULTS, split: str = "test",
+def measure(depths: tuple[int, ...] = DEPTHS, out: Path = RESULTS, split: str = "test",
             progress: bool = True) -> dict:
     """Run every system on ``split``, save per-query metrics to ``out``; returns the results."""
     from tinyir.beir import load_beir
@@ -45,6 +48,9 @@ def measure(depth: int = 100, out: Path = RESULTS, split: str = "test",
     from tinyir.metrics import per_query, run_from_topk
     from tinyir.retrievers import BM25Retriever, ColBERTRetriever, DenseRetriever, HybridRetriever
 
+    if not depths or any(not isinstance(d, int) or not 1 <= d <= 100 for d in depths):
+        raise ValueError(f"depths must be integers in 1..100 (the first stages' k), got {depths!r}")
+    depth = max(depths)
     ds = load_beir(PYDOCS_DIR, split)
     qids = sorted(ds.queries)
     queries = [ds.queries[q] for q in qids]
@@ -79,12 +85,13 @@ def measure(depth: int = 100, out: Path = RESULTS, split: str = "test",
     pair_scores = timed("rerank", lambda: _score_pairs(reranker, queries, texts, candidates,
                                                        progress))
     for name in RERANKED:
-        rows = candidates[name]
-        scores = np.array([[pair_scores[(i, int(j))] for j in row] for i, row in enumerate(rows)],
-                          dtype=np.float32)
-        order = np.argsort(-scores, axis=1, kind="stable")  # ties keep the first stage's order
-        rankings[f"{name}+rerank"] = (np.take_along_axis(scores, order, axis=1),
-                                      np.take_along_axis(rows, order, axis=1))
+        for d in sorted(set(depths)):
+            rows = candidates[name][:, :d]
+            scores = np.array([[pair_scores[(i, int(j))] if j >= 0 else -np.inf for j in row]
+                               for i, row in enumerate(rows)], dtype=np.float32)  # -1: no passage
+            order = np.argsort(-scores, axis=1, kind="stable")  # ties keep the first stage's order
+            rankings[f"{name}+rerank@{d}"] = (np.take_along_axis(scores, order, axis=1),
+                                              np.take_along_axis(rows, order, axis=1))
 
     systems = {}
     for name, (scores, indices) in rankings.items():
@@ -92,7 +99,8 @@ def measure(depth: int = 100, out: Path = RESULTS, split: str = "test",
         systems[name] = {m: per_query(run, ds.qrels, m) for m in METRICS}
     manifests = {n: checkpoints.read_manifest(n) for n in ("reranker", "colbert", "biencoder")}
     results = {
-        "split": split, "queries": len(qids), "docs": len(doc_ids), "depth": depth,
+        "split": split, "queries": len(qids), "docs": len(doc_ids),
+        "depths": sorted(set(depths)),
         "data": dataset_fingerprint(PYDOCS_DIR), "hardware": checkpoints.hardware(),
         "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d"), "seconds": seconds,
         "pairs_scored": len(pair_scores),
@@ -143,11 +151,12 @@ def _score_pairs(reranker, queries: list[str], texts: list[str], candidates: dic
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyir.course.measure",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--depth", type=int, default=100, help="passages reranked per query")
+    parser.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS),
+                        help="passages reranked per query, one reranked system per depth")
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    results = measure(args.depth, Path(args.out), args.split)
+    results = measure(tuple(args.depths), Path(args.out), args.split)
     print(json.dumps({name: {m: round(v, 4) for m, v in means.items()}
                       for name, means in results["mean"].items()}, indent=1))
     return 0
