@@ -38,8 +38,31 @@ def test_in_batch_negatives_and_masking():
     assert claims.masking_claim(0.3).verdict == claims.WRONG
 
 
+def test_eighty_gb_needs_bits_per_dimension():
+    row = claims.eighty_gb_claim()
+    assert row.verdict == claims.ASSUMPTION and "a factor 100 short" in row.found
+    assert "400 B per token" in row.found and "100-dim fp32" in row.right
+
+
+def test_mteb_top_reads_the_published_table():
+    from tinyir.course import leaderboard
+
+    row = claims.mteb_top_claim()
+    model, score, _ = leaderboard.top_average()
+    assert f"{model} {score:.2f}" in row.found and 65 < score < 80  # "around 70" as published
+    assert row.verdict == claims.ASSUMPTION and "v1" in row.right
+
+
+def test_cross_encoder_cost_is_measured_and_conditional():
+    row = claims.cross_encoder_cost_claim(1234.4, 1000)
+    assert "1,234x per candidate" in row.found and "1,000 candidates" in row.found
+    assert "above 100x" in row.right
+    assert "below 100x" in claims.cross_encoder_cost_claim(40, 32).right
+
+
 def test_ledger_renders_every_row():
-    rows = claims.ledger(tokens_per_passage=80, reranker=(0.69, 0.72, 0.01, 0.05))
+    rows = claims.ledger(tokens_per_passage=80, reranker=(0.69, 0.72, 0.01, 0.05),
+                         cross_encoder_cost=(500.0, 1000))
     table = claims.to_markdown(rows)
     assert table.count("\n") == len(rows) + 1
     assert "+0.030 [+0.010, +0.050]" in table

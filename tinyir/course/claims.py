@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from tinyir.quantize import bytes_per_token
-from tinyir.storage import storage_cost
+from tinyir.storage import format_bytes, required_assumption, storage_cost
 
 HOLDS, ASSUMPTION, WRONG = "holds", "holds only if", "wrong"
 
@@ -33,7 +33,7 @@ UTILIZATION = 0.4
 class Claim:
     claim: str          # as the chapter states it
     where: str          # the notebook that teaches it
-    kind: str           # "measured" or "derived"
+    kind: str           # "measured", "derived" or "published" (figures read from a source)
     found: str          # what the course measured or derived, with the arithmetic
     verdict: str        # HOLDS, ASSUMPTION or WRONG
     right: str = ""     # the condition (ASSUMPTION) or the right figure (WRONG)
@@ -128,6 +128,46 @@ def masking_claim(rate: float | None = None) -> Claim:
                  f"kept), BERT's recipe", HOLDS if abs(rate - 0.15) < 1e-9 else WRONG)
 
 
+def eighty_gb_claim() -> Claim:
+    """"1M documents of ~200 tokens at 32 bits per token take ~80 GB" (lesson 12's check)."""
+    need = required_assumption(80e9, 1_000_000, vectors_per_doc=200, stated_bytes_per_vector=4)
+    found = (f"1M x 200 tokens x 4 B (32 bits) = {format_bytes(need.stated_bytes)}, a factor "
+             f"{need.factor:g} short; 80 GB needs {need.required_bytes_per_vector:g} B per token")
+    return Claim("~80 GB for 1M documents of ~200 tokens at 32 bits per token", "12", "derived",
+                 found, ASSUMPTION, f"\"32 bits\" is per dimension of a "
+                 f"{need.dims_at['fp32']:g}-dim fp32 vector per token (or "
+                 f"{need.dims_at['fp16']:g} dims at fp16), not per token")
+
+
+def mteb_top_claim() -> Claim:
+    """"Top MTEB scores are around 70", against the published figures of
+    :mod:`tinyir.course.leaderboard`."""
+    from tinyir.course import leaderboard
+
+    model, score, _ = leaderboard.top_average()
+    best_retrieval = leaderboard.top("retrieval")
+    found = (f"top {leaderboard.BENCHMARK} average in the course's table: {model} {score:.2f}; "
+             f"top retrieval column: {best_retrieval.model} {best_retrieval.retrieval:.2f}")
+    return Claim("top MTEB scores are around 70", "08", "published", found, ASSUMPTION,
+                 f"it is the {leaderboard.BENCHMARK} average over 56 English datasets (as of "
+                 f"2024); the retrieval column tops out near {best_retrieval.retrieval:.0f}, and "
+                 f"MTEB(eng, v2) is another scale")
+
+
+def cross_encoder_cost_claim(ratio: float, candidates: int) -> Claim:
+    """"Cross-encoders are 100x slower per pair", from a measured ratio: the cross-encoder's
+    time per candidate over the bi-encoder's at query time, when one query embedding and a dot
+    product per candidate serve ``candidates`` candidates."""
+    check = ratio >= 100
+    return Claim("cross-encoders are 100x slower per pair", "10, 14", "measured",
+                 f"{ratio:,.0f}x per candidate at query time on this CPU, {candidates:,} "
+                 f"candidates sharing one query embedding", ASSUMPTION,
+                 "the ratio compares a transformer pass per pair with a dot product per pair "
+                 "plus one shared query pass, so it grows with the candidates scored per query "
+                 f"({'above' if check else 'below'} 100x here); counting the bi-encoder's "
+                 "offline passage encoding, a pair costs about the same in both")
+
+
 def reranker_claims(first_stage: float, reranked: float, low: float, high: float,
                     stage: str = "dense") -> Claim:
     """"Cross-encoders are 5x-10x more accurate at the top", from a measured paired interval."""
@@ -141,10 +181,14 @@ def reranker_claims(first_stage: float, reranked: float, low: float, high: float
 
 def ledger(**measured) -> list[Claim]:
     """Every check; ``measured`` passes the lessons' numbers (``tokens_per_passage``,
-    ``reranker=(first_stage, reranked, low, high)``) where a claim needs them."""
+    ``cross_encoder_cost=(ratio, candidates)``, ``reranker=(first_stage, reranked, low, high)``)
+    where a claim needs them."""
     rows = [storage_claim(), colbert_bits_claim(),
             colbert_storage_claim(measured.get("tokens_per_passage", 100.0)),
-            gpu_latency_claim(), in_batch_negatives_claim(), masking_claim()]
+            eighty_gb_claim(), gpu_latency_claim(), in_batch_negatives_claim(), masking_claim(),
+            mteb_top_claim()]
+    if "cross_encoder_cost" in measured:
+        rows.append(cross_encoder_cost_claim(*measured["cross_encoder_cost"]))
     if "reranker" in measured:
         rows.append(reranker_claims(*measured["reranker"]))
     return rows
