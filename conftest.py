@@ -3,7 +3,8 @@
 Each notebook states its budget in its metadata: ``{"tinyir": {"budget_seconds": 180}}``.
 nbval runs a notebook cell by cell (one test item per cell, in a fresh kernel per notebook);
 here we add up the cells' durations per notebook and fail the run when a notebook is over its
-budget times ``TINYIR_BUDGET_SLACK`` (default 1.25: shared CI machines are noisy). A table of
+budget times ``TINYIR_BUDGET_SLACK`` (default 1.5: the same 2-core machine ran unchanged notebooks
+1.5x slower on one day than on another, e.g. 03 in 104 s and 157 s). A table of
 every notebook's runtime is printed at the end of the run.
 
 The run also keeps what it executed: when a notebook's last cell is done, the notebook with every
@@ -85,10 +86,14 @@ def _write_executed(path: Path, nb) -> None:
     target.chmod(0o644)
 
 
+def _slack() -> float:
+    return float(os.environ.get("TINYIR_BUDGET_SLACK", "1.5"))
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _durations:
         return
-    slack = float(os.environ.get("TINYIR_BUDGET_SLACK", "1.25"))
+    slack = _slack()
     terminalreporter.section("notebook runtimes")
     over = []
     root = Path(__file__).resolve().parent
@@ -106,7 +111,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    slack = float(os.environ.get("TINYIR_BUDGET_SLACK", "1.25"))
+    slack = _slack()
     if any(_budgets.get(p) is not None and s > _budgets[p] * slack for p, s in _durations.items()):
         session.exitstatus = 1
 
