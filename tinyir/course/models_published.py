@@ -60,21 +60,18 @@ class BertConfig:
     source: str = ""
 
     @property
-    def embedding_params(self) -> int:
-        """Token, position and token-type tables (each hidden wide) and their LayerNorm."""
-        return (self.vocab + self.positions + self.token_types) * self.hidden + 2 * self.hidden
-
-    @property
     def layer_params(self) -> int:
         """One layer: Q, K, V, O (4 h^2 + 4 h), the MLP (2 h I + I + h), two LayerNorms (4 h)."""
         h, i = self.hidden, self.intermediate
         return 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h
 
     def params(self, pooler: bool = False) -> int:
-        """All parameters; ``pooler`` adds BERT's (h x h + h) pooler, which a model page counts
-        but mean-pooled embeddings never use."""
-        pooler_params = self.hidden * self.hidden + self.hidden if pooler else 0
-        return self.embedding_params + self.layers * self.layer_params + pooler_params
+        """All parameters (:func:`tinyir.course.leaderboard.bert_parameters`); ``pooler`` adds
+        BERT's (h x h + h) pooler, which a model page counts but mean-pooled embeddings never use."""
+        from tinyir.course.leaderboard import bert_parameters
+
+        return bert_parameters(self.layers, self.hidden, self.intermediate, self.vocab,
+                               self.positions, self.token_types, pooler=pooler)
 
 
 BGE_LARGE = BertConfig(
