@@ -7,6 +7,11 @@ side by side in this one run (alternating, best of several repeats), never an ab
   (same texts, batch size, max length and thread count). Goal >= 1.0.
 - search: queries/second, ``tinyir.search.exact_search`` / FAISS ``IndexFlatIP``. Goal >= 0.8.
 - bm25: index + query time, bm25s / ``tinyir.bm25`` (same tokens). Reported, no goal.
+- maxsim: ``tinyir.maxsim.max_sim_matrix`` (chunked) / the plain formula
+  (``max_sim_reference``: einsum over all documents at once, then max and sum), 32 queries x 32
+  tokens against 2,000 documents x 512 tokens, D = 128: ``ratio`` (speed) and
+  ``peak_memory_ratio`` (extra resident memory while scoring, tinyir / reference; Linux only).
+  Goal: ratio >= 1.0 at peak_memory_ratio <= 0.1.
 
 Usage: python benchmarks/run_all.py [--docs 512] [--repeats 3] [--threads 2]
 """
@@ -14,9 +19,11 @@ Usage: python benchmarks/run_all.py [--docs 512] [--repeats 3] [--threads 2]
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,6 +48,63 @@ def alternate(fn_a, fn_b, repeats: int) -> tuple[float, float]:
         a.append(best_time(fn_a, 1))
         b.append(best_time(fn_b, 1))
     return min(a), min(b)
+
+
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # kB
+    raise KeyError(field)
+
+
+def peak_extra_memory(fn) -> int | None:
+    """Bytes of resident memory ``fn`` added at its peak, or None where it cannot be measured.
+
+    Linux: writing 5 to /proc/self/clear_refs resets the process's peak (VmHWM) to what it holds
+    now (VmRSS). Large tensors are their own mappings, returned to the system when freed.
+    """
+    clear = Path("/proc/self/clear_refs")
+    if not clear.exists():
+        return None
+    gc.collect()
+    try:
+        clear.write_text("5")
+    except OSError:
+        return None
+    before = _status_bytes("VmRSS")
+    fn()
+    return _status_bytes("VmHWM") - before
+
+
+def bench_maxsim(n_queries: int, q_tokens: int, n_docs: int, d_tokens: int, dim: int,
+                 repeats: int) -> dict:
+    from tinyir.maxsim import max_sim_matrix, max_sim_reference
+    from tinyir.testing import assert_close
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(n_queries, q_tokens, dim, generator=gen), dim=-1)
+    d = torch.nn.functional.normalize(torch.randn(n_docs, d_tokens, dim, generator=gen), dim=-1)
+
+    def run_ours():
+        return max_sim_matrix(q, None, d, None)
+
+    def run_reference():
+        return max_sim_reference(q, d)
+
+    mem_ours, mem_reference = peak_extra_memory(run_ours), peak_extra_memory(run_reference)
+    assert_close(run_ours(), run_reference(), depth=2, what="max_sim_matrix vs the plain formula")
+    t_ours, t_reference = alternate(run_ours, run_reference, repeats)
+    flops = 2 * n_queries * q_tokens * n_docs * d_tokens * dim
+    return {
+        "queries": n_queries, "query_tokens": q_tokens, "docs": n_docs, "doc_tokens": d_tokens,
+        "dim": dim, "tinyir_seconds": round(t_ours, 4), "reference_seconds": round(t_reference, 4),
+        "tinyir_gflops_per_s": round(flops / t_ours / 1e9, 1),
+        "ratio": round(t_reference / t_ours, 3), "goal": 1.0,
+        "tinyir_peak_bytes": mem_ours, "reference_peak_bytes": mem_reference,
+        "peak_memory_ratio": (round(mem_ours / mem_reference, 4)
+                              if mem_ours is not None and mem_reference else None),
+        "peak_memory_goal": 0.1,
+    }
 
 
 def course_texts(n: int) -> tuple[list[str], list[str]]:
@@ -144,13 +208,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", choices=["encode", "search", "bm25"], default=None)
+    parser.add_argument("--only", choices=["encode", "search", "bm25", "maxsim"], default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     results: dict = {"threads": args.threads, "torch": torch.__version__}
     if args.only in (None, "search"):
         results["search"] = bench_search(100_000, 1_000, 384, 10, args.repeats)
+    if args.only in (None, "maxsim"):
+        results["maxsim"] = bench_maxsim(32, 32, 2000, 512, 128, args.repeats)
     if args.only in (None, "bm25", "encode"):
         docs, queries = course_texts(max(args.docs, 5000))
     if args.only in (None, "bm25"):

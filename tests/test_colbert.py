@@ -69,20 +69,52 @@ def test_chunked_equals_unchunked_and_batch_equals_one_by_one():
     assert_close(pairs, full[:4, :4].diagonal(), depth=2, what="pairs vs matrix diagonal")
 
 
-def test_chunking_bounds_the_similarity_tensor(monkeypatch):
-    """With N > doc_chunk_size, no einsum call ever sees more than doc_chunk_size documents."""
+def _record_chunks(monkeypatch, doc_tokens: int) -> list[int]:
+    """Documents per similarity product (B*Lq, n*Ld) that max_sim_matrix computes."""
     seen = []
-    original = torch.einsum
+    original = torch.Tensor.__matmul__
 
-    def recording_einsum(equation, *operands):
-        seen.append(operands[1].shape[0])
-        return original(equation, *operands)
+    def recording_matmul(self, other):
+        seen.append(other.shape[-1] // doc_tokens)
+        return original(self, other)
 
-    monkeypatch.setattr(torch, "einsum", recording_einsum)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", recording_matmul)
+    return seen
+
+
+def test_chunking_bounds_the_similarity_tensor(monkeypatch):
+    """With N > doc_chunk_size, no product ever sees more than doc_chunk_size documents."""
+    seen = _record_chunks(monkeypatch, doc_tokens=5)
     q = torch.randn(2, 3, 4)
     d = torch.randn(10, 5, 4)
     max_sim_matrix(q, None, d, None, doc_chunk_size=4)
     assert seen == [4, 4, 2]
+
+
+def test_default_chunks_stay_within_the_memory_budget(monkeypatch):
+    import tinyir.maxsim as maxsim
+
+    monkeypatch.setattr(maxsim, "SIM_BUDGET", 2 * 3 * 5 * 3)  # three documents' similarities
+    seen = _record_chunks(monkeypatch, doc_tokens=5)
+    q, d = torch.randn(2, 3, 4), torch.randn(10, 5, 4)
+    expected = max_sim_matrix(q, None, d, None, doc_chunk_size=10)
+    seen.clear()
+    assert_close(max_sim_matrix(q, None, d, None), expected, depth=2, what="budgeted vs whole")
+    assert seen == [3, 3, 3, 1]
+    monkeypatch.setattr(maxsim, "SIM_BUDGET", 1)  # below one document: one at a time
+    seen.clear()
+    max_sim_matrix(q, None, d, None)
+    assert seen == [1] * 10
+
+
+def test_matches_the_plain_formula():
+    from tinyir.maxsim import max_sim_reference
+
+    generator = torch.Generator().manual_seed(5)
+    q = F.normalize(torch.randn(3, 4, 8, generator=generator), dim=-1)
+    d = F.normalize(torch.randn(7, 6, 8, generator=generator), dim=-1)
+    assert_close(max_sim_matrix(q, None, d, None), max_sim_reference(q, d), depth=2,
+                 what="chunked vs einsum over all documents")
 
 
 def test_masks_default_to_all_real_tokens():

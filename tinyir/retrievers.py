@@ -267,12 +267,14 @@ class ColBERTRetriever:
     doc_tokens (N, Ld, D) and doc_mask (N, Ld), computed once (e.g. cached); encoded from
     ``doc_texts`` when None. index_bytes counts the kept token vectors only (no padding), at
     their stored precision. Queries are scored ``query_batch_size`` at a time against the
-    documents in chunks, so memory stays at (query_batch_size, doc_chunk_size, Lq, Ld).
+    documents in chunks (``tinyir.maxsim.max_sim_matrix``: doc_chunk_size documents, by default
+    as many as its memory budget allows). On a CUDA device with Triton installed, the fused kernel
+    (``tinyir.maxsim_triton``) scores them instead, holding no similarity matrix at all.
     """
 
     def __init__(self, model, doc_texts: Sequence[str] | None = None, *,
                  doc_tokens: torch.Tensor | None = None, doc_mask: torch.Tensor | None = None,
-                 query_batch_size: int = 16, doc_chunk_size: int = 256):
+                 query_batch_size: int = 16, doc_chunk_size: int | None = None):
         if (doc_texts is None) == (doc_tokens is None):
             raise ValueError("doc_texts, doc_tokens: expected exactly one of them")
         if doc_tokens is None:
