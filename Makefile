@@ -20,12 +20,19 @@ export TQDM_MININTERVAL := 1
 
 install: $(STAMP)
 
+# Triton (the fused MaxSim kernel, tinyir/maxsim_triton.py; its tests run it in Triton's
+# interpreter on the CPU) ships for Linux only, so it is pinned here rather than in
+# requirements.lock, which macOS and Windows install too. torch goes in the same command, at the
+# lock's version, so pip never trades the installed torch for another build.
+TRITON_PIN := triton==3.9.0
+
 # The venv is (re)installed whenever the pins or the package metadata change.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "tinyir needs Python 3.11 (requirements.lock is pinned for it); found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@if [ "$$(uname -s)" = Linux ]; then $(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep '^torch==' requirements.lock)" "$(TRITON_PIN)"; fi
 	@touch $(STAMP)
 
 # Builds data/pydocs from the installed libraries' docstrings, or validates it (sha256 of every

@@ -16,7 +16,7 @@ LAYERS = [
     # exact and BM25 search, hard negatives, training a bi-encoder
     "losses", "metrics", "search", "bm25", "negatives", "train",
     # retrieval and evaluation
-    "tasks", "rerank", "maxsim", "colbert", "retrievers", "evaluate",
+    "tasks", "rerank", "maxsim", "maxsim_triton", "colbert", "retrievers", "evaluate",
     # storage and serving
     "storage", "quantize", "serving", "pipeline",
 ]

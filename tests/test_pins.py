@@ -73,3 +73,12 @@ def test_pyproject_dependencies_match_lock():
         name, version = requirement.split("==")
         assert _norm(name) in lock, f"pyproject pins {name}, requirements.lock does not"
         assert lock[_norm(name)] == version, (name, version, lock[_norm(name)])
+
+
+def test_makefile_pins_triton_beside_the_locked_torch():
+    makefile = (ROOT / "Makefile").read_text()
+    match = re.search(r"^TRITON_PIN := triton==(\S+)$", makefile, re.M)
+    assert match, "Makefile: expected an exact pin 'TRITON_PIN := triton==X.Y.Z'"
+    assert "\"$$(grep '^torch==' requirements.lock)\" \"$(TRITON_PIN)\"" in makefile, (
+        "Makefile: install triton in the same pip command as the locked torch")
+    assert "triton" not in lock_pins(), "triton ships for Linux only: keep it out of requirements.lock"

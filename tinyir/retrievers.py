@@ -289,18 +289,30 @@ class ColBERTRetriever:
         self.index_bytes = kept * doc_tokens.shape[-1] * doc_tokens.element_size()
         self.model_bytes = _model_bytes(model)
 
-    @torch.inference_mode()
-    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, q: torch.Tensor, q_mask: torch.Tensor) -> torch.Tensor:
+        """MaxSim of encoded queries (b, Lq, D) against every stored passage: (b, N).
+
+        The stored tokens move to the queries' device once and stay there. On CUDA with Triton
+        the fused kernel scores them (``tinyir.maxsim_triton``), elsewhere ``max_sim_matrix``.
+        """
+        from tinyir import maxsim_triton
         from tinyir.maxsim import max_sim_matrix
 
+        if self.doc_tokens.device != q.device:
+            self.doc_tokens, self.doc_mask = self.doc_tokens.to(q.device), self.doc_mask.to(q.device)
+        d, d_mask = self.doc_tokens.to(q.dtype), self.doc_mask
+        if maxsim_triton.use_fused(q.device):
+            return maxsim_triton.fused_max_sim_matrix(q, q_mask, d, d_mask)
+        return max_sim_matrix(q, q_mask, d, d_mask, self.doc_chunk_size)
+
+    @torch.inference_mode()
+    def retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = check_texts(queries, "queries")
         check_positive("k", k)
         rows = []
-        d, d_mask = self.doc_tokens, self.doc_mask
         for start in range(0, len(queries), self.query_batch_size):
             q, q_mask = self.model.encode_queries(queries[start:start + self.query_batch_size])
-            scores = max_sim_matrix(q, q_mask, d.to(q.device), d_mask.to(q.device),
-                                    self.doc_chunk_size)  # (b, N)
+            scores = self.score(q, q_mask)  # (b, N)
             top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
             rows += zip(top.indices.cpu().numpy(), top.values.float().cpu().numpy(), strict=True)
         return _pad_rows(rows, k)
