@@ -2,7 +2,7 @@
 #   make course   set up .venv (if needed), build the dataset, start JupyterLab on notebooks/
 #   make test     set up .venv (if needed), build the dataset, run the whole test suite
 # Other targets: make book, make data, make test-1thread, make test-gpu, make test-browser,
-# make bench, make checkpoints, make measure, make grader-image, make lint, make clean-venv.
+# make bench, make bench-gpu, make checkpoints, make measure, make grader-image, make lint, make clean-venv.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 export TQDM_MININTERVAL := 1
 
 .PHONY: install data course book system-deps test test-1thread test-fast test-notebooks test-gpu \
-        test-browser bench checkpoints measure grader-image lint clean-venv
+        test-browser bench bench-gpu checkpoints measure grader-image lint clean-venv
 
 install: $(STAMP)
 
@@ -83,6 +83,11 @@ test-notebooks: data
 
 test-gpu: data
 	$(BIN)/python -m pytest tests -m cuda -v
+
+# On a CUDA machine: encode, MaxSim (fused, chunked, plain) and exact search on the GPU, saved
+# as one JSON object under benchmarks/results/ (a few minutes).
+bench-gpu: data
+	$(BIN)/python benchmarks/gpu.py
 
 bench: data
 	$(BIN)/python benchmarks/run_all.py
