@@ -132,7 +132,7 @@ def bench_maxsim(device: torch.device, n_queries: int, q_tokens: int, n_docs: in
     q, d = q.to(device, dtype), d.to(device, dtype)
     runs = {"chunked": lambda: max_sim_matrix(q, None, d, None),
             "reference": lambda: max_sim_reference(q, d)}
-    if maxsim_triton.use_fused(device):
+    if maxsim_triton.use_fused(device, dtype):
         runs["fused"] = lambda: maxsim_triton.fused_max_sim_matrix(q, None, d, None)
     expected = max_sim_matrix(q.float(), None, d.float(), None)  # exact fp16 products
     out = {"queries": n_queries, "query_tokens": q_tokens, "docs": n_docs,

@@ -49,13 +49,15 @@ def available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def use_fused(device: torch.device) -> bool:
+def use_fused(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
     """Whether MaxSim on ``device`` should go through the fused kernel: on CUDA when Triton is
-    installed, and on the CPU only inside Triton's interpreter (tests)."""
+    installed and the GPU's tensor cores take ``dtype`` (bfloat16 from compute capability 8.0,
+    Ampere; the rest from 7.0), and on the CPU only inside Triton's interpreter (tests)."""
     if not available():
         return False
     if device.type == "cuda":
-        return True
+        capability = torch.cuda.get_device_capability(device)
+        return capability >= ((8, 0) if dtype == torch.bfloat16 else (7, 0))
     return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1" and interpreting()
 
 

@@ -301,7 +301,7 @@ class ColBERTRetriever:
         if self.doc_tokens.device != q.device:
             self.doc_tokens, self.doc_mask = self.doc_tokens.to(q.device), self.doc_mask.to(q.device)
         d, d_mask = self.doc_tokens.to(q.dtype), self.doc_mask
-        if maxsim_triton.use_fused(q.device):
+        if maxsim_triton.use_fused(q.device, q.dtype):
             return maxsim_triton.fused_max_sim_matrix(q, q_mask, d, d_mask)
         return max_sim_matrix(q, q_mask, d, d_mask, self.doc_chunk_size)
 
