@@ -96,3 +96,19 @@ def test_colbert_search_uses_the_fused_kernel_on_cuda(monkeypatch):
     assert calls, "ColBERT search on CUDA did not use the fused kernel"
     assert (ids_gpu == ids_cpu).all()
     assert_close(scores_gpu, scores_cpu, depth=2, what="ColBERT search, fused on CUDA vs chunked on CPU")
+
+
+@needs_triton
+@pytest.mark.parametrize("capability", [80, 90], ids=["ampere", "hopper"])
+def test_kernel_compiles_for_real_gpus(capability):
+    """What the interpreter cannot check: the kernel builds for Ampere and Hopper (no GPU needed:
+    Triton's compiler and ptxas ship in its wheel), 16-bit inputs run on the tensor cores, and
+    the tiles in flight take at most 48 KiB of shared memory."""
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        compiled = maxsim_triton.compile_for(capability, dtype)
+        assert compiled.asm["cubin"], f"no cubin for sm_{capability}, {dtype}"
+        uses_tensor_cores = "mma" in compiled.asm["ptx"]
+        assert uses_tensor_cores == (dtype != torch.float32), (capability, dtype)
+        assert compiled.metadata.shared <= 48 * 1024, (capability, dtype, compiled.metadata.shared)
+    odd = maxsim_triton.compile_for(capability, torch.float16, Lq=5, D=24)  # padded blocks
+    assert odd.asm["cubin"]

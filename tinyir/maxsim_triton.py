@@ -40,8 +40,12 @@ from torch import Tensor
 from tinyir.maxsim import _check_same_device_and_dim, _mask_or_ones
 from tinyir.validate import check_tensor
 
-BLOCK_L = 64  # document tokens per tile
+# Document tokens per tile: 64 for 16-bit inputs, 32 for float32, so that the tiles Triton
+# keeps in flight (3 stages) take at most 48 KiB of shared memory: several programs fit on each
+# multiprocessor (tests/test_maxsim_triton.py compiles them and checks).
+BLOCK_L = {torch.float16: 64, torch.bfloat16: 64, torch.float32: 32}
 NUM_WARPS = 4
+_TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
 def available() -> bool:
@@ -50,14 +54,15 @@ def available() -> bool:
 
 
 def use_fused(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
-    """Whether MaxSim on ``device`` should go through the fused kernel: on CUDA when Triton is
-    installed and the GPU's tensor cores take ``dtype`` (bfloat16 from compute capability 8.0,
-    Ampere; the rest from 7.0), and on the CPU only inside Triton's interpreter (tests)."""
-    if not available():
+    """Whether MaxSim on ``device`` should go through the fused kernel: on CUDA from Ampere
+    (compute capability 8.0) on, when Triton is installed, and on the CPU only inside Triton's
+    interpreter (tests). Older GPUs keep ``max_sim_matrix``: for Turing (sm75) Triton 3.9 compiles
+    this kernel without tensor-core instructions (checked by compiling it), where cuBLAS's
+    matrix products in ``max_sim_matrix`` use them."""
+    if not available() or dtype not in _TRITON_TYPES:
         return False
     if device.type == "cuda":
-        capability = torch.cuda.get_device_capability(device)
-        return capability >= ((8, 0) if dtype == torch.bfloat16 else (7, 0))
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1" and interpreting()
 
 
@@ -118,6 +123,34 @@ def _block(size: int) -> int:
     return max(16, 1 << max(0, size - 1).bit_length())
 
 
+def _constants(Lq: int, D: int, dtype: torch.dtype) -> dict:
+    """The kernel's compile-time constants for these shapes and this dtype."""
+    # float32 inputs are multiplied in full float32 ("ieee"), not TF32; 16-bit ignore it.
+    precision = "ieee" if dtype == torch.float32 else "tf32"
+    return {"BLOCK_Q": _block(Lq), "BLOCK_L": BLOCK_L[dtype], "BLOCK_D": _block(D),
+            "PRECISION": precision}
+
+
+
+def compile_for(capability: int, dtype: torch.dtype = torch.float16, Lq: int = 32, D: int = 128):
+    """Compile the kernel for a GPU architecture (80: Ampere, 90: Hopper) on any Linux machine,
+    GPU or not: Triton's compiler and ptxas ship in its wheel. Returns Triton's compiled kernel
+    (``.asm["ptx"]``, ``.asm["cubin"]``, ``.metadata``). Tests use it to check what the
+    interpreter cannot: that the kernel builds for real GPUs, on their tensor cores."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    pointer = "*" + _TRITON_TYPES[dtype]
+    signature = {"q_ptr": pointer, "q_mask_ptr": "*i8", "d_ptr": pointer, "d_mask_ptr": "*i8",
+                 "out_ptr": "*fp32", "B": "i32", "N": "i32", "Lq": "i32", "Ld": "i32", "D": "i32"}
+    constants = _constants(Lq, D, dtype)
+    signature.update(dict.fromkeys(constants, "constexpr"))
+    source = ASTSource(fn=_kernel(), signature=signature, constexprs=constants)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32),
+                          options={"num_warps": NUM_WARPS, "enable_fp_fusion": True})
+
+
 def fused_max_sim_matrix(
     q: Tensor,
     q_mask: Tensor | None,
@@ -157,10 +190,8 @@ def fused_max_sim_matrix(
         return out
     if Ld == 0:  # no document has a real token
         return out.fill_(float("-inf"))
-    precision = "ieee" if q.dtype == torch.float32 else "tf32"  # "tf32" is unused at 16 bits
     _kernel()[(B * N,)](
         q.contiguous(), q_mask, d.contiguous(), d_mask, out, B, N, Lq, Ld, D,
-        BLOCK_Q=_block(Lq), BLOCK_L=BLOCK_L, BLOCK_D=_block(D), PRECISION=precision,
-        num_warps=NUM_WARPS,
+        **_constants(Lq, D, q.dtype), num_warps=NUM_WARPS, enable_fp_fusion=True,
     )
     return out
