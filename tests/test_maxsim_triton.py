@@ -98,17 +98,37 @@ def test_colbert_search_uses_the_fused_kernel_on_cuda(monkeypatch):
     assert_close(scores_gpu, scores_cpu, depth=2, what="ColBERT search, fused on CUDA vs chunked on CPU")
 
 
+def _resource_usage(cubin: bytes) -> dict[str, int]:
+    """Registers, stack and local memory per thread of a cubin, read by the cuobjdump that ships
+    in Triton's wheel (spilled registers show as stack / local memory)."""
+    import tempfile
+
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        out = subprocess.run([str(tool), "--dump-resource-usage", str(path)], capture_output=True,
+                             text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if "REG:" in ln)
+    return {key: int(value) for key, value in
+            (item.split(":")[:2] for item in line.split() if item.count(":") == 1)}
+
+
 @needs_triton
 @pytest.mark.parametrize("capability", [80, 90], ids=["ampere", "hopper"])
 def test_kernel_compiles_for_real_gpus(capability):
     """What the interpreter cannot check: the kernel builds for Ampere and Hopper (no GPU needed:
     Triton's compiler and ptxas ship in its wheel), 16-bit inputs run on the tensor cores, and
-    the tiles in flight take at most 48 KiB of shared memory."""
+    the tiles in flight take at most 48 KiB of shared memory, with no register spilled."""
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
         compiled = maxsim_triton.compile_for(capability, dtype)
         assert compiled.asm["cubin"], f"no cubin for sm_{capability}, {dtype}"
         uses_tensor_cores = "mma" in compiled.asm["ptx"]
         assert uses_tensor_cores == (dtype != torch.float32), (capability, dtype)
         assert compiled.metadata.shared <= 48 * 1024, (capability, dtype, compiled.metadata.shared)
+        usage = _resource_usage(compiled.asm["cubin"])
+        assert usage["STACK"] == 0 and usage["LOCAL"] == 0, (capability, dtype, usage)
     odd = maxsim_triton.compile_for(capability, torch.float16, Lq=5, D=24)  # padded blocks
     assert odd.asm["cubin"]

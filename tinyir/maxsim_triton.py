@@ -42,9 +42,10 @@ from tinyir.validate import check_tensor
 
 # Document tokens per tile: 64 for 16-bit inputs, 32 for float32, so that the tiles Triton
 # keeps in flight (3 stages) take at most 48 KiB of shared memory: several programs fit on each
-# multiprocessor (tests/test_maxsim_triton.py compiles them and checks).
+# multiprocessor. float32 (multiplied without tensor cores) needs 8 warps to hold its tile
+# without spilling registers on Hopper. tests/test_maxsim_triton.py compiles them and checks.
 BLOCK_L = {torch.float16: 64, torch.bfloat16: 64, torch.float32: 32}
-NUM_WARPS = 4
+NUM_WARPS = {torch.float16: 4, torch.bfloat16: 4, torch.float32: 8}
 _TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
@@ -148,7 +149,7 @@ def compile_for(capability: int, dtype: torch.dtype = torch.float16, Lq: int = 3
     signature.update(dict.fromkeys(constants, "constexpr"))
     source = ASTSource(fn=_kernel(), signature=signature, constexprs=constants)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32),
-                          options={"num_warps": NUM_WARPS, "enable_fp_fusion": True})
+                          options={"num_warps": NUM_WARPS[dtype], "enable_fp_fusion": True})
 
 
 def fused_max_sim_matrix(
@@ -192,6 +193,6 @@ def fused_max_sim_matrix(
         return out.fill_(float("-inf"))
     _kernel()[(B * N,)](
         q.contiguous(), q_mask, d.contiguous(), d_mask, out, B, N, Lq, Ld, D,
-        **_constants(Lq, D, q.dtype), num_warps=NUM_WARPS, enable_fp_fusion=True,
+        **_constants(Lq, D, q.dtype), num_warps=NUM_WARPS[q.dtype], enable_fp_fusion=True,
     )
     return out
