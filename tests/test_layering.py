@@ -12,7 +12,7 @@ LAYERS = [
     # helpers every layer may use
     "validate", "atomic", "testing", "device", "pretrained", "cache",
     # text -> vectors
-    "beir", "pydocs", "tokenizer", "batching", "encoder", "mlm", "pooling", "biencoder",
+    "beir", "pydocs", "tokenizer", "batching", "encoder", "mlm", "pooling", "biencoder", "inference",
     # exact and BM25 search, hard negatives, training a bi-encoder
     "losses", "metrics", "search", "bm25", "negatives", "train",
     # retrieval and evaluation
