@@ -29,11 +29,16 @@ def _top_k_lower_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor
     scores: (R, C) float with no NaN, k <= C. Returns (values (R, k), columns (R, k) int64).
     ``torch.topk`` alone leaves the order of ties, and which tied entry makes the cut,
     unspecified. The fast path keeps topk's answer and only re-sorts it; rows where a tie
-    straddles the k-th place (rare with real embeddings) take the exact slow path.
+    straddles the k-th place (rare with real embeddings) take the exact slow path. A tie can
+    straddle the cut only if the (k+1)-th best equals the k-th, so one topk of k + 1 finds them
+    without another pass over the scores.
     """
-    values, columns = scores.topk(k, dim=1)  # (R, k), ties in unspecified order
-    kth_best = values[:, -1:]  # (R, 1)
-    straddling = ((scores == kth_best).sum(dim=1) != (values == kth_best).sum(dim=1))
+    values, columns = scores.topk(min(k + 1, scores.shape[1]), dim=1)  # ties in unspecified order
+    if values.shape[1] > k:  # the (k+1)-th best ties with the k-th: the cut may split a tie
+        straddling = values[:, k] == values[:, k - 1]
+        values, columns = values[:, :k], columns[:, :k]  # (R, k)
+    else:  # k == C: every column is kept, no tie is cut
+        straddling = torch.zeros(values.shape[0], dtype=torch.bool, device=values.device)
     rows = straddling.nonzero().squeeze(1)
     if rows.numel():
         values[rows], columns[rows] = _top_k_ties_left_to_right(scores[rows], k)
@@ -53,6 +58,12 @@ def _top_k_ties_left_to_right(scores: torch.Tensor, k: int) -> tuple[torch.Tenso
     keep = above | (tied & (tied.cumsum(dim=1) <= places_left))  # exactly k per row
     columns = keep.nonzero()[:, 1].view(-1, k)  # (R, k), ascending column order
     return scores.gather(1, columns), columns
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """No NaN or inf in ``x``. One sum finds them (NaN and inf propagate) without a (N, D) mask;
+    only a non-finite sum (which huge finite values can also give) pays for the exact check."""
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def exact_search(
@@ -90,7 +101,7 @@ def exact_search(
             raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     if similarity not in ("dot", "cos"):
         raise ValueError(f"similarity: expected 'dot' or 'cos', got {similarity!r}")
-    if not (torch.isfinite(queries).all() and torch.isfinite(docs).all()):
+    if not (_all_finite(queries) and _all_finite(docs)):
         raise ValueError("queries and docs: expected finite values, found NaN or inf")
     if similarity == "cos":
         queries, docs = F.normalize(queries, dim=-1), F.normalize(docs, dim=-1)
