@@ -104,7 +104,9 @@ def max_sim_matrix(
         doc_chunk_size = max(1, SIM_BUDGET // max(1, B * Lq * Ld))
 
     q_tokens = q.reshape(B * Lq, D)  # every query token of every query, one row each
-    chunks = []
+    # Written chunk by chunk: no small result outlives its chunk to split the freed similarity
+    # buffer, which would make the allocator take fresh memory for every chunk.
+    scores = q.new_empty((B, N))
     for start in range(0, N, doc_chunk_size):
         d_chunk, m_chunk = d[start : start + doc_chunk_size], d_mask[start : start + doc_chunk_size]
         n = d_chunk.shape[0]
@@ -114,10 +116,7 @@ def max_sim_matrix(
             sim = sim.masked_fill(~m_chunk[None, None], float("-inf"))
         best = sim.amax(dim=-1)  # (B, Lq, n): best document token per query token
         best = best.masked_fill(~q_mask[:, :, None], 0.0)  # padded query tokens add nothing
-        chunks.append(best.sum(dim=1))  # (B, n)
-    if not chunks:  # no documents
-        return q.new_zeros((B, 0))
-    scores = torch.cat(chunks, dim=1)  # (B, N)
+        scores[:, start : start + n] = best.sum(dim=1)  # (B, n)
     # A document without real tokens scores -inf, even against an empty query.
     return scores.masked_fill(~d_mask.any(dim=-1)[None], float("-inf"))
 
