@@ -37,6 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from tinyir.course.models_published import A100_80GB  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # Peak memory bandwidth (bytes/s) and dense fp16/bf16 tensor-core throughput (FLOP/s) from the
@@ -46,7 +48,7 @@ DATASHEETS = [
     (r"H200", 4.8e12, 989e12),
     (r"H100.*(SXM|HBM3)", 3.35e12, 989e12),
     (r"H100", 2.0e12, 756e12),  # PCIe
-    (r"A100.*80", 2.039e12, 312e12),
+    (r"A100.*80", A100_80GB.hbm_bytes_per_s, A100_80GB.flops_dense_bf16),  # as lesson 13 uses
     (r"A100", 1.555e12, 312e12),
     (r"L40S", 0.864e12, 362e12),
     (r"L4\b", 0.3e12, 121e12),
