@@ -30,7 +30,6 @@ import os
 import platform
 import re
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,15 +72,10 @@ def sync(device: torch.device) -> None:
 
 def best_time(fn, device: torch.device, repeats: int) -> float:
     """Best of ``repeats`` synchronized wall times, after one warm-up call (compilation)."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    from tinyir.course.timing import best_time as course_best_time
+
+    sync(device)  # course_best_time synchronizes once CUDA is in use
+    return course_best_time(fn, repeats=repeats, warmup=1)
 
 
 def peak_memory(fn, device: torch.device) -> int | None:

@@ -111,6 +111,14 @@ def test_exact_search_bad_inputs(data):
     bad[3, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         exact_search(queries, bad)
+    bad[3, 0] = float("inf")
+    with pytest.raises(ValueError, match="inf"):
+        exact_search(queries, bad)
+    # finite values whose sum overflows (the fast check's false alarm) are still accepted
+    huge = docs.clone()
+    huge[:2] = 3e38
+    assert torch.isinf(huge.sum())
+    assert exact_search(queries, huge, k=3)[1].shape == (queries.shape[0], 3)
 
 
 def test_faiss_index_flat_ip_numpy_and_torch(data):

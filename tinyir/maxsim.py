@@ -62,7 +62,8 @@ def _max_sim_from_similarities(sim: Tensor, q_mask: Tensor, d_mask: Tensor) -> T
 
     q_mask broadcasts to (..., Lq) and d_mask to (..., Ld).
     """
-    sim = sim.masked_fill(~d_mask.unsqueeze(-2), float("-inf"))  # padding never wins the max
+    if not bool(d_mask.all()):
+        sim = sim.masked_fill(~d_mask.unsqueeze(-2), float("-inf"))  # padding never wins the max
     best = sim.amax(dim=-1)  # (..., Lq): best document token per query token
     best = torch.where(q_mask, best, torch.zeros((), dtype=best.dtype, device=best.device))
     scores = best.sum(dim=-1)  # (...)
@@ -111,14 +112,10 @@ def max_sim_matrix(
         d_chunk, m_chunk = d[start : start + doc_chunk_size], d_mask[start : start + doc_chunk_size]
         n = d_chunk.shape[0]
         sim = q_tokens @ d_chunk.reshape(n * Ld, D).T  # (B*Lq, n*Ld): all token pairs
-        sim = sim.view(B, Lq, n, Ld)
-        if not bool(m_chunk.all()):  # padding never wins the max
-            sim = sim.masked_fill(~m_chunk[None, None], float("-inf"))
-        best = sim.amax(dim=-1)  # (B, Lq, n): best document token per query token
-        best = best.masked_fill(~q_mask[:, :, None], 0.0)  # padded query tokens add nothing
-        scores[:, start : start + n] = best.sum(dim=1)  # (B, n)
-    # A document without real tokens scores -inf, even against an empty query.
-    return scores.masked_fill(~d_mask.any(dim=-1)[None], float("-inf"))
+        sim = sim.view(B, Lq, n, Ld).transpose(1, 2)  # (B, n, Lq, Ld), a view
+        scores[:, start : start + n] = _max_sim_from_similarities(
+            sim, q_mask[:, None, :], m_chunk[None])  # masks (B, 1, Lq), (1, n, Ld) -> (B, n)
+    return scores
 
 
 def max_sim_reference(q: Tensor, d: Tensor) -> Tensor:
